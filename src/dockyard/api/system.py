@@ -1,0 +1,134 @@
+"""System routes: /_ping, /version, /info, /events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from ..engine import Daemon, Event
+from .errors import BadRequest
+from .http import json_response, query_filters
+
+if TYPE_CHECKING:
+    from .server import Route
+
+
+def routes(daemon: Daemon) -> list[Route]:
+    from .server import Route
+
+    return [
+        Route("GET", "/_ping", ping),
+        Route("GET", "/version", lambda r: version(daemon, r)),
+        Route("GET", "/info", lambda r: info(daemon, r)),
+        Route("GET", "/events", lambda r: events(daemon, r)),
+    ]
+
+
+async def ping(request: web.Request) -> web.Response:
+    headers = {
+        "Cache-Control": "no-cache, no-store, must-revalidate",
+        "Pragma": "no-cache",
+        "Builder-Version": "1",
+    }
+    return web.Response(text="OK", content_type="text/plain", headers=headers)
+
+
+async def version(daemon: Daemon, request: web.Request) -> web.Response:
+    return json_response(daemon.version())
+
+
+async def info(daemon: Daemon, request: web.Request) -> web.Response:
+    return json_response(daemon.info())
+
+
+def parse_timestamp(value: str, now: float) -> float:
+    """Docker's time arguments: unix seconds (with optional fraction), RFC 3339, or a Go duration ago."""
+    value = value.strip()
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        pass
+    units = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+    total, number = 0.0, ""
+    i = 0
+    while i < len(value):
+        ch = value[i]
+        if ch.isdigit() or ch == ".":
+            number += ch
+            i += 1
+            continue
+        unit = value[i : i + 2] if value[i : i + 2] in units else ch
+        if unit not in units or not number:
+            raise BadRequest(f'failed to parse value as time or duration: "{value}"')
+        total += float(number) * units[unit]
+        number = ""
+        i += len(unit)
+    if number:
+        raise BadRequest(f'failed to parse value as time or duration: "{value}"')
+    return now - total
+
+
+def event_matches(event: Event, filters: dict[str, list[str]]) -> bool:
+    def allowed(key: str, *candidates: str) -> bool:
+        wanted = filters.get(key)
+        return not wanted or any(c in wanted for c in candidates if c)
+
+    attrs = event.attributes
+    labels = filters.get("label", [])
+    for label in labels:
+        k, sep, v = label.partition("=")
+        if k not in attrs or (sep and attrs[k] != v):
+            return False
+    return (
+        allowed("type", event.type)
+        and allowed("event", event.action, event.action.split(":")[0])
+        and (event.type != "container" or allowed("container", event.actor_id, attrs.get("name", "")))
+        and (event.type != "image" or allowed("image", event.actor_id, attrs.get("name", "")))
+        and (event.type != "network" or allowed("network", event.actor_id, attrs.get("name", "")))
+        and (event.type != "volume" or allowed("volume", event.actor_id))
+    )
+
+
+async def events(daemon: Daemon, request: web.Request) -> web.StreamResponse:
+    now = time.time()
+    since = parse_timestamp(request.query["since"], now) if request.query.get("since") else None
+    until = parse_timestamp(request.query["until"], now) if request.query.get("until") else None
+    filters = query_filters(request)
+    queue = daemon.events.subscribe()
+    try:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+
+        async def send(event: Event) -> None:
+            if event_matches(event, filters):
+                await response.write((json.dumps(event.to_json()) + "\n").encode())
+
+        if since is not None:
+            for event in daemon.events.history(int(since * 1e9)):
+                if until is not None and event.time_nano > until * 1e9:
+                    break
+                await send(event)
+        while True:
+            timeout = None if until is None else until - time.time()
+            if timeout is not None and timeout <= 0:
+                break
+            try:
+                event = await asyncio.wait_for(queue.get(), timeout)
+            except TimeoutError:
+                break
+            await send(event)
+        await response.write_eof()
+        return response
+    finally:
+        daemon.events.unsubscribe(queue)

@@ -1,0 +1,23 @@
+"""Human-readable sizes and durations, as the docker CLI prints them (go-units)."""
+
+from __future__ import annotations
+
+
+def human_size(size: float) -> str:
+    """Decimal units with 3 significant digits: 1.98MB, 512kB (images, pulls)."""
+    units = ["B", "kB", "MB", "GB", "TB", "PB"]
+    i = 0
+    while size >= 1000 and i < len(units) - 1:
+        size /= 1000
+        i += 1
+    return f"{size:.4g}{units[i]}"
+
+
+def bytes_size(size: float) -> str:
+    """Binary units with 4 significant digits: 23.54GiB (memory)."""
+    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
+    i = 0
+    while size >= 1024 and i < len(units) - 1:
+        size /= 1024
+        i += 1
+    return f"{size:.4g}{units[i]}"

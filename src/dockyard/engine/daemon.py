@@ -1,0 +1,235 @@
+"""The Daemon: the one place that wires the engine's services together and answers system questions."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import platform
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import API_VERSION, MIN_API_VERSION, __version__
+from .config import DEFAULT_RUNTIME, DaemonConfig
+from .events import EventBus
+from .hostinfo import host_info, runtime_version
+
+log = logging.getLogger("dockyard.engine")
+
+BUILD_TIME = "2026-11-28T00:00:00.000000000+00:00"
+
+
+@dataclass
+class RuntimeDescription:
+    name: str
+    path: str
+    version: str = ""
+    commit: str = ""
+    runtime_args: list[str] = field(default_factory=list)
+
+
+class Daemon:
+    def __init__(self, config: DaemonConfig) -> None:
+        self.config = config
+        self.events = EventBus()
+        self.id = self._load_or_create_id()
+        self.runtimes = self._discover_runtimes()
+
+    # --- start-up ---------------------------------------------------------------------------------
+
+    def _load_or_create_id(self) -> str:
+        path = os.path.join(self.config.data_root, "engine-id")
+        try:
+            with open(path) as f:
+                existing = f.read().strip()
+            if existing:
+                return existing
+        except FileNotFoundError:
+            pass
+        new_id = str(uuid.uuid4())
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
+            f.write(new_id + "\n")
+        os.replace(tmp, path)
+        return new_id
+
+    def _discover_runtimes(self) -> dict[str, RuntimeDescription]:
+        runtimes = {DEFAULT_RUNTIME: RuntimeDescription(DEFAULT_RUNTIME, "dockyard-runtime", __version__)}
+        configured = {name: (rc.path, rc.runtime_args) for name, rc in self.config.runtimes.items()}
+        for name in ("runc", "crun"):
+            configured.setdefault(name, (name, []))
+        for name, (path, args) in configured.items():
+            found = runtime_version(path)
+            if found is None:
+                if name in self.config.runtimes:
+                    log.warning("runtime %s: %s not found", name, path)
+                continue
+            runtimes[name] = RuntimeDescription(name, path, found[0], found[1], args)
+        return runtimes
+
+    # --- system endpoints ---------------------------------------------------------------------------
+
+    def version(self) -> dict[str, Any]:
+        host = host_info()
+        engine_details = {
+            "ApiVersion": API_VERSION,
+            "Arch": host.arch,
+            "BuildTime": BUILD_TIME,
+            "Experimental": str(self.config.experimental).lower(),
+            "GitCommit": "",
+            "GoVersion": f"python{platform.python_version()}",
+            "KernelVersion": host.kernel_version,
+            "MinAPIVersion": MIN_API_VERSION,
+            "Os": "linux",
+        }
+        components: list[dict[str, Any]] = [
+            {"Name": "Engine", "Version": __version__, "Details": engine_details}
+        ]
+        for rt in self.runtimes.values():
+            components.append({"Name": rt.name, "Version": rt.version, "Details": {"GitCommit": rt.commit}})
+        return {
+            "Platform": {"Name": "Dockyard Engine"},
+            "Components": components,
+            "Version": __version__,
+            "ApiVersion": API_VERSION,
+            "MinAPIVersion": MIN_API_VERSION,
+            "GitCommit": "",
+            "GoVersion": engine_details["GoVersion"],
+            "Os": "linux",
+            "Arch": host.arch,
+            "KernelVersion": host.kernel_version,
+            "BuildTime": BUILD_TIME,
+        }
+
+    def info(self) -> dict[str, Any]:
+        host = host_info()
+        cfg = self.config
+        secure_index = not any(r in ("docker.io", "index.docker.io") for r in cfg.insecure_registries)
+        runtime_commit = self.runtimes.get("runc")
+        return {
+            "ID": self.id,
+            "Containers": 0,
+            "ContainersRunning": 0,
+            "ContainersPaused": 0,
+            "ContainersStopped": 0,
+            "Images": 0,
+            "Driver": cfg.storage_driver or "overlay2",
+            "DriverStatus": [["Backing Filesystem", _backing_filesystem(cfg.data_root)]],
+            "Plugins": {
+                "Volume": ["local"],
+                "Network": ["bridge", "host", "none"],
+                "Authorization": None,
+                "Log": ["json-file"],
+            },
+            "MemoryLimit": host.memory_limit,
+            "SwapLimit": False,
+            "KernelMemory": False,
+            "KernelMemoryTCP": False,
+            "CpuCfsPeriod": True,
+            "CpuCfsQuota": True,
+            "CPUShares": True,
+            "CPUSet": True,
+            "PidsLimit": host.pids_limit,
+            "IPv4Forwarding": host.ipv4_forwarding,
+            "BridgeNfIptables": False,
+            "BridgeNfIp6tables": False,
+            "Debug": cfg.log_level == "debug",
+            "NFd": _count_fds(),
+            "OomKillDisable": False,
+            "NGoroutines": threading.active_count(),
+            "SystemTime": datetime.datetime.now(datetime.UTC).astimezone().isoformat(),
+            "LoggingDriver": cfg.log_driver,
+            "CgroupDriver": host.cgroup_driver,
+            "CgroupVersion": host.cgroup_version,
+            "NEventsListener": self.events.listeners,
+            "KernelVersion": host.kernel_version,
+            "OperatingSystem": host.operating_system,
+            "OSVersion": host.os_version,
+            "OSType": "linux",
+            "Architecture": host.machine,
+            "IndexServerAddress": "https://index.docker.io/v1/",
+            "RegistryConfig": {
+                "AllowNondistributableArtifactsCIDRs": [],
+                "AllowNondistributableArtifactsHostnames": [],
+                "InsecureRegistryCIDRs": ["127.0.0.0/8"],
+                "IndexConfigs": {
+                    "docker.io": {
+                        "Name": "docker.io",
+                        "Mirrors": [m + "/" for m in cfg.registry_mirrors],
+                        "Secure": secure_index,
+                        "Official": True,
+                    },
+                    **{
+                        r: {"Name": r, "Mirrors": [], "Secure": False, "Official": False}
+                        for r in cfg.insecure_registries
+                    },
+                },
+                "Mirrors": [m + "/" for m in cfg.registry_mirrors],
+            },
+            "NCPU": host.ncpu,
+            "MemTotal": host.mem_total,
+            "GenericResources": None,
+            "DockerRootDir": cfg.data_root,
+            "HttpProxy": os.environ.get("HTTP_PROXY", os.environ.get("http_proxy", "")),
+            "HttpsProxy": os.environ.get("HTTPS_PROXY", os.environ.get("https_proxy", "")),
+            "NoProxy": os.environ.get("NO_PROXY", os.environ.get("no_proxy", "")),
+            "Name": host.hostname,
+            "Labels": list(cfg.labels),
+            "ExperimentalBuild": cfg.experimental,
+            "ServerVersion": __version__,
+            "Runtimes": {
+                name: {"path": rt.path, **({"runtimeArgs": rt.runtime_args} if rt.runtime_args else {})}
+                for name, rt in self.runtimes.items()
+            },
+            "DefaultRuntime": cfg.default_runtime,
+            "Swarm": {
+                "NodeID": "",
+                "NodeAddr": "",
+                "LocalNodeState": "inactive",
+                "ControlAvailable": False,
+                "Error": "",
+                "RemoteManagers": None,
+            },
+            "LiveRestoreEnabled": cfg.live_restore,
+            "Isolation": "",
+            "InitBinary": "",
+            "ContainerdCommit": {"ID": "", "Expected": ""},
+            "RuncCommit": {
+                "ID": runtime_commit.commit if runtime_commit else "",
+                "Expected": runtime_commit.commit if runtime_commit else "",
+            },
+            "InitCommit": {"ID": "", "Expected": ""},
+            "SecurityOptions": ["name=cgroupns"] if host.cgroup_version == "2" else [],
+            "Warnings": self._warnings(),
+        }
+
+    def _warnings(self) -> list[str]:
+        host = host_info()
+        warnings = []
+        if not host.memory_limit:
+            warnings.append("WARNING: No memory limit support")
+        if not host.ipv4_forwarding:
+            warnings.append("WARNING: IPv4 forwarding is disabled")
+        return warnings
+
+
+def _count_fds() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return 0
+
+
+def _backing_filesystem(path: str) -> str:
+    best, fstype = "", "unknown"
+    try:
+        with open("/proc/self/mounts") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) > 2 and path.startswith(parts[1]) and len(parts[1]) >= len(best):
+                    best, fstype = parts[1], parts[2]
+    except OSError:
+        pass
+    return {"ext4": "extfs", "ext3": "extfs", "ext2": "extfs"}.get(fstype, fstype)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -13,19 +11,11 @@ from ..engine import Daemon
 from . import system
 from .errors import ApiError
 from .http import json_response
+from .routing import DAEMON_KEY, Handler, Route
 
 log = logging.getLogger("dockyard.api")
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-DAEMON_KEY = web.AppKey("daemon", Daemon)
 API_VERSION_PATTERN = r"{api_version:v[0-9]+\.[0-9]+}"
-
-
-@dataclass(frozen=True)
-class Route:
-    method: str
-    path: str
-    handler: Handler
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:
@@ -89,5 +79,5 @@ def build_app(daemon: Daemon) -> web.Application:
     app = web.Application(middlewares=[api_middleware], client_max_size=1024**3)
     app[DAEMON_KEY] = daemon
     app.on_response_prepare.append(_common_headers)
-    add_routes(app, system.routes(daemon))
+    add_routes(app, system.ROUTES)
     return app

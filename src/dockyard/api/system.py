@@ -5,27 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from ..engine import Daemon, Event
+from ..engine import Event
 from .errors import BadRequest
 from .http import json_response, query_filters
-
-if TYPE_CHECKING:
-    from .server import Route
-
-
-def routes(daemon: Daemon) -> list[Route]:
-    from .server import Route
-
-    return [
-        Route("GET", "/_ping", ping),
-        Route("GET", "/version", lambda r: version(daemon, r)),
-        Route("GET", "/info", lambda r: info(daemon, r)),
-        Route("GET", "/events", lambda r: events(daemon, r)),
-    ]
+from .routing import Route, daemon_of
 
 
 async def ping(request: web.Request) -> web.Response:
@@ -37,12 +23,12 @@ async def ping(request: web.Request) -> web.Response:
     return web.Response(text="OK", content_type="text/plain", headers=headers)
 
 
-async def version(daemon: Daemon, request: web.Request) -> web.Response:
-    return json_response(daemon.version())
+async def version(request: web.Request) -> web.Response:
+    return json_response(daemon_of(request).version())
 
 
-async def info(daemon: Daemon, request: web.Request) -> web.Response:
-    return json_response(daemon.info())
+async def info(request: web.Request) -> web.Response:
+    return json_response(daemon_of(request).info())
 
 
 def parse_timestamp(value: str, now: float) -> float:
@@ -99,7 +85,8 @@ def event_matches(event: Event, filters: dict[str, list[str]]) -> bool:
     )
 
 
-async def events(daemon: Daemon, request: web.Request) -> web.StreamResponse:
+async def events(request: web.Request) -> web.StreamResponse:
+    daemon = daemon_of(request)
     now = time.time()
     since = parse_timestamp(request.query["since"], now) if request.query.get("since") else None
     until = parse_timestamp(request.query["until"], now) if request.query.get("until") else None
@@ -132,3 +119,11 @@ async def events(daemon: Daemon, request: web.Request) -> web.StreamResponse:
         return response
     finally:
         daemon.events.unsubscribe(queue)
+
+
+ROUTES = [
+    Route("GET", "/_ping", ping),
+    Route("GET", "/version", version),
+    Route("GET", "/info", info),
+    Route("GET", "/events", events),
+]

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import os
 import socket
-from typing import TYPE_CHECKING, Any
 
+# typing costs ~4 ms to import at CLI start-up; annotations here are never evaluated.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from typing import Any
 
 API_PREFIX = "/v1.41"
 DEFAULT_HOST = "unix:///var/run/dockyard.sock"

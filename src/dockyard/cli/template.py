@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+
+# typing costs ~4 ms to import at CLI start-up; annotations here are never evaluated.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 ACTION = re.compile(r"{{-?\s*(.*?)\s*-?}}")
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import datetime
-from typing import Any
 
 from ... import API_VERSION, __version__
 from ..client import ApiClient, DaemonUnavailable
 from ..parser import CommandParser
-from ..template import render
 from ..units import bytes_size
 from . import CommandSpec
+
+# typing and datetime cost milliseconds at CLI start-up; they are imported only where needed.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 
@@ -49,18 +51,18 @@ def run(args: Any, client: ApiClient) -> int:
 
 
 def _client_version() -> dict[str, Any]:
-    import platform  # only here: it costs ~3 ms to import
-
     return {
         "Version": __version__,
         "ApiVersion": API_VERSION,
-        "PythonVersion": platform.python_version(),
+        "PythonVersion": sys.version.split()[0],
         "Os": "linux",
         "Arch": ARCH.get(os.uname().machine, os.uname().machine),
     }
 
 
 def _ansic(rfc3339: str) -> str:
+    from datetime import datetime
+
     try:
         return datetime.fromisoformat(rfc3339.split(".")[0]).strftime("%a %b %d %H:%M:%S %Y")
     except ValueError:
@@ -80,7 +82,7 @@ def version(args: Any, client: ApiClient) -> int:
     except DaemonUnavailable as e:
         error = e
     if args.format:
-        print(render(args.format, data))
+        print(_render(args.format, data))
     else:
         c = data["Client"]
         lines = ["Client:"] + _aligned(
@@ -127,7 +129,7 @@ def version(args: Any, client: ApiClient) -> int:
 def info(args: Any, client: ApiClient) -> int:
     server = client.get_json("/info")
     if args.format:
-        print(render(args.format, server))
+        print(_render(args.format, server))
         return 0
     s = server
     rows: list[str] = [
@@ -201,12 +203,14 @@ def _filters(items: list[str]) -> dict[str, dict[str, bool]]:
 
 
 def events(args: Any, client: ApiClient) -> int:
+    from datetime import datetime
+
     query = {"since": args.since, "until": args.until, "filters": _filters(args.filter) or None}
     response = client.request("GET", "/events", query)
     for line in response.iter_lines():
         event = json.loads(line)
         if args.format:
-            print(render(args.format, event), flush=True)
+            print(_render(args.format, event), flush=True)
             continue
         when = datetime.fromtimestamp(event["timeNano"] / 1e9).astimezone().isoformat()
         actor = event.get("Actor") or {}
@@ -217,3 +221,9 @@ def events(args: Any, client: ApiClient) -> int:
             flush=True,
         )
     return 0
+
+
+def _render(template: str, data: Any) -> str:
+    from ..template import render
+
+    return render(template, data)

@@ -1,0 +1,89 @@
+"""Benchmarks of Dockyard against docker (and podman) where installed; writes docs/benchmarks.md.
+
+    sudo .venv/bin/python bench/run.py [--runs 7]
+
+Starts its own dockyardd on a temporary socket and data root. Docker is measured only when a dockerd
+already answers on /var/run/docker.sock; podman when the podman binary is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from timing import Measurement, available, socket_answers, time_command
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+from harness import DOCKYARD, DaemonProcess  # noqa: E402  (tests/integration/harness.py)
+
+DOCKER_SOCKET = "/var/run/docker.sock"
+
+
+def cli_startup(daemon: DaemonProcess, runs: int) -> list[Measurement]:
+    """`version` start-to-exit: client start-up plus one round trip to the daemon."""
+    results = [
+        Measurement(
+            "dockyard version → dockyardd", time_command([DOCKYARD, "-H", daemon.host, "version"], runs)
+        )
+    ]
+    if available("docker"):
+        results.append(
+            Measurement(
+                "docker version → dockyardd",
+                time_command(["docker", "version"], runs, env={"DOCKER_HOST": daemon.host}),
+            )
+        )
+        if socket_answers(DOCKER_SOCKET):
+            results.append(
+                Measurement(
+                    "docker version → dockerd",
+                    time_command(["docker", "-H", f"unix://{DOCKER_SOCKET}", "version"], runs),
+                )
+            )
+    if available("podman"):
+        results.append(Measurement("podman version", time_command(["podman", "version"], runs)))
+    return results
+
+
+def render(sections: dict[str, list[Measurement]], runs: int) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured by `bench/run.py` on {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
+        f"Python {platform.python_version()}: the median of {runs} runs after one warm-up, one run of "
+        "the script. Ratios are against the first row of each table (below 1.0: faster than Dockyard).",
+        "",
+    ]
+    for title, measurements in sections.items():
+        base = measurements[0].median
+        lines += [f"## {title}", "", "| command | median | ratio |", "| --- | ---: | ---: |"]
+        for m in measurements:
+            lines.append(f"| {m.label} | {m.median * 1000:.1f} ms | {m.median / base:.2f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="dockyard-bench-") as tmp:
+        daemon = DaemonProcess(Path(tmp)).start()
+        try:
+            sections = {"CLI start-up (`version`, start to exit)": cli_startup(daemon, args.runs)}
+        finally:
+            daemon.stop()
+    text = render(sections, args.runs)
+    Path(args.output).write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

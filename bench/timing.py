@@ -1,0 +1,55 @@
+"""Timing of whole commands: the median of several runs, and ratios against docker/podman when present."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Measurement:
+    label: str
+    runs: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.runs)
+
+
+def time_command(
+    argv: list[str], runs: int = 7, env: dict[str, str] | None = None, warmup: int = 1, timeout: float = 120
+) -> list[float]:
+    """Wall-clock seconds of each run; a failing command is an error, not a fast result."""
+    full_env = {**os.environ, **(env or {})}
+    times = []
+    for i in range(warmup + runs):
+        start = time.perf_counter()
+        done = subprocess.run(argv, env=full_env, capture_output=True, timeout=timeout)
+        elapsed = time.perf_counter() - start
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} failed: {done.stderr.decode(errors='replace').strip()}")
+        if i >= warmup:
+            times.append(elapsed)
+    return times
+
+
+def socket_answers(path: str) -> bool:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(2)
+    try:
+        sock.connect(path)
+        sock.sendall(b"GET /_ping HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n")
+        return sock.recv(32).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+    finally:
+        sock.close()
+
+
+def available(tool: str) -> bool:
+    return shutil.which(tool) is not None

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The main job: install Dockyard, start the daemon and run the seed's scenario end to end.
+# Works without internet: a local registry, filled with images built from the host's busybox, serves
+# as the daemon's registry mirror for Docker Hub, the way Docker users point at a mirror.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$PWD/.venv/bin:$PATH"
+
+demo=/run/dockyard-demo
+mkdir -p "$demo"
+export DOCKYARD_HOST="unix://$demo/dockyard.sock"
+registry_pidfile="$demo/registry.pid"
+daemon_pid=""
+
+cleanup() {
+  set +e
+  [ -n "$daemon_pid" ] && kill -TERM "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
+  [ -f "$registry_pidfile" ] && .venv/bin/python tools/registry.py stop --pidfile "$registry_pidfile"
+}
+trap cleanup EXIT
+
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+
+echo "==> starting a local registry with busybox and httpd images"
+registry=$(.venv/bin/python tools/registry.py start --dir "$demo/registry" --pidfile "$registry_pidfile")
+.venv/bin/python tools/testimages.py --registry "$registry" >/dev/null
+
+echo "==> starting dockyardd (mirror http://$registry, log in $demo/dockyardd.log)"
+dockyardd -H "$DOCKYARD_HOST" --data-root /var/lib/dockyard-demo --exec-root "$demo/exec" \
+  --pidfile "$demo/dockyardd.pid" --registry-mirror "http://$registry" >"$demo/dockyardd.log" 2>&1 &
+daemon_pid=$!
+for _ in $(seq 100); do
+  dockyard version >/dev/null 2>&1 && break
+  kill -0 "$daemon_pid" 2>/dev/null || { cat "$demo/dockyardd.log"; exit 1; }
+  sleep 0.1
+done
+
+step dockyard version
+step dockyard info
+echo
+echo "The daemon is up. (pull, run, stop, logs, rm and rmi arrive with the images and containers issues.)"

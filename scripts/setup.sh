@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what Dockyard needs on a Debian machine, as root: system packages, a virtualenv in .venv
+# with the project in it, and (with --test) what the test suite needs. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_tests=0
+[ "${1:-}" = "--test" ] && want_tests=1
+
+packages=(python3 python3-venv python3-pip busybox-static docker-registry runc iproute2 iptables util-linux curl)
+
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "==> installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "==> creating .venv"
+  python3 -m venv .venv
+fi
+extras=""
+[ "$want_tests" = 1 ] && extras="[test]"
+echo "==> installing dockyard into .venv"
+.venv/bin/pip install -q --disable-pip-version-check -e ".${extras}"
+
+if [ "$want_tests" = 1 ] && ! command -v docker >/dev/null && [ ! -x .venv/docker-cli/usr/bin/docker ]; then
+  # The tests drive dockyardd with the official docker CLI. Take only the client binary out of
+  # Debian's docker.io package: installing the package itself would also start a Docker daemon.
+  echo "==> fetching the docker CLI from Debian's docker.io package"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download docker.io >/dev/null 2>&1 || { apt-get update -qq && apt-get download docker.io >/dev/null; })
+  mkdir -p .venv/docker-cli
+  dpkg-deb -x "$tmp"/docker.io_*.deb .venv/docker-cli
+  rm -rf "$tmp"
+fi

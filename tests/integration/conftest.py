@@ -1,0 +1,92 @@
+"""Integration fixtures: one real dockyardd and one real registry per test run, both stopped by PID."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import registry as registry_tool
+import testimages
+from harness import DOCKYARD, DaemonProcess, Result, run_cli
+
+if os.geteuid() != 0:
+    pytest.skip(
+        "integration tests need root (real namespaces, mounts and a real daemon)", allow_module_level=True
+    )
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="dockyard-it-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def registry(workdir: Path) -> Iterator[registry_tool.RegistryProcess]:
+    """Debian's docker-registry on a free loopback port, filled with images built from busybox."""
+    reg = registry_tool.start_registry(workdir / "registry")
+    try:
+        for kind in ("busybox", "httpd"):
+            image = testimages.build_image(kind)
+            testimages.push_image(reg.address, f"library/{kind}", "latest", image)  # the docker.io mirror
+            testimages.push_image(reg.address, f"test/{kind}", "latest", image)
+        yield reg
+    finally:
+        reg.stop()
+
+
+@pytest.fixture(scope="session")
+def daemon(workdir: Path, registry: registry_tool.RegistryProcess) -> Iterator[DaemonProcess]:
+    proc = DaemonProcess(workdir / "daemon", ["--registry-mirror", registry.url])
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def docker(daemon: DaemonProcess):
+    """The official docker CLI pointed at dockyardd."""
+
+    def run(*args: str, **kwargs) -> Result:
+        env = {"DOCKER_HOST": daemon.host, "DOCKER_CONFIG": str(daemon.root / "docker-config")}
+        env.update(kwargs.pop("env", {}))
+        return run_cli(["docker", *args], env=env, **kwargs)
+
+    if shutil.which("docker") is None:
+        pytest.fail("the official docker CLI is not installed (the test setup installs it)")
+    return run
+
+
+@pytest.fixture
+def dockyard(daemon: DaemonProcess):
+    """Our own CLI pointed at dockyardd."""
+
+    def run(*args: str, **kwargs) -> Result:
+        return run_cli([DOCKYARD, "-H", daemon.host, *args], **kwargs)
+
+    return run
+
+
+@pytest.fixture
+def docker_client(daemon: DaemonProcess):
+    import docker as docker_sdk
+
+    client = docker_sdk.DockerClient(base_url=daemon.host, timeout=60)
+    yield client
+    client.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """When a test that used the daemon fails, show the daemon's log with the failure."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and "daemon" in getattr(item, "fixturenames", ()):
+        proc = item.funcargs.get("daemon") if hasattr(item, "funcargs") else None
+        if isinstance(proc, DaemonProcess):
+            report.sections.append(("dockyardd log (tail)", proc.log_tail(80)))

@@ -60,7 +60,8 @@ CASES = [
     ("[2001:db8::1]/repo", "[2001:db8::1]/repo:latest"),
     ("[2001:db8::1]:5000/repo:tag", "[2001:db8::1]:5000/repo:tag"),
     ("xn--n3h.com/myimage:xn--n3h.com", "xn--n3h.com/myimage:xn--n3h.com"),
-    ("b.gcr.io/test.example.com/my-app:test.example.com", "b.gcr.io/test.example.com/my-app:test.example.com"),
+    ("b.gcr.io/test.example.com/my-app:test.example.com",
+     "b.gcr.io/test.example.com/my-app:test.example.com"),
     ("sub-dom1.foo.com/bar/baz/quux:some-long-tag", "sub-dom1.foo.com/bar/baz/quux:some-long-tag"),
     # digests, and tag with digest
     (f"host:5000/a/b@{D}", f"host:5000/a/b@{D}"),
@@ -297,7 +298,13 @@ def test_is_image_id_prefix(text: str, expected: bool) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["a" * 5000 + "!", "a-" * 3000 + "!", "A" + "-a" * 5000 + "!/x", "a/" * 3000 + "!", "x.com/" + "a" * 5000 + "@"],
+    [
+        "a" * 5000 + "!",
+        "a-" * 3000 + "!",
+        "A" + "-a" * 5000 + "!/x",
+        "a/" * 3000 + "!",
+        "x.com/" + "a" * 5000 + "@",
+    ],
 )
 def test_pathological_inputs_fail_fast(text: str) -> None:
     # The separator pattern is written without nested empty-matching quantifiers; this would hang otherwise.

@@ -336,6 +336,49 @@ def build_image(
     )
 
 
+def build_from_tars(
+    tars: list[bytes],
+    compression: str = "gzip",
+    config: dict[str, object] | None = None,
+) -> BuiltImage:
+    """An OCI image from raw layer tars (for malformed, malicious, large or zstd layers in tests).
+
+    compression is "gzip", "zstd" or "none".
+    """
+    blobs, media_types = [], []
+    for tar in tars:
+        if compression == "gzip":
+            blobs.append(gzip_layer(tar))
+            media_types.append(OCI_LAYER)
+        elif compression == "zstd":
+            import zstandard
+
+            blobs.append(zstandard.ZstdCompressor().compress(tar))
+            media_types.append("application/vnd.oci.image.layer.v1.tar+zstd")
+        else:
+            blobs.append(tar)
+            media_types.append("application/vnd.oci.image.layer.v1.tar")
+    diff_ids = [sha256_digest(t) for t in tars]
+    full_config: dict[str, object] = {
+        "architecture": host_arch().split("/")[0],
+        "os": "linux",
+        "created": CREATED,
+        "config": {"Env": [PATH_ENV], "Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [{"created": CREATED, "created_by": f"layer {i}"} for i in range(len(tars))],
+        **(config or {}),
+    }
+    config_blob = Blob.of(OCI_CONFIG, _json(full_config))
+    layer_list = [Blob(sha256_digest(b), m, b) for b, m in zip(blobs, media_types, strict=True)]
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": config_blob.descriptor(),
+        "layers": [b.descriptor() for b in layer_list],
+    }
+    return BuiltImage(config_blob, layer_list, Blob.of(OCI_MANIFEST, _json(manifest)), diff_ids)
+
+
 def build_multiplatform(
     kind: str = "busybox", media: str = "oci", arches: tuple[str, ...] | None = None
 ) -> list[BuiltImage]:

@@ -214,6 +214,7 @@ async def serve(config: DaemonConfig) -> None:
         log.info("Processing signal, shutting down")
     finally:
         await runner.cleanup()
+        await daemon.close()
         for sock, path in zip(sockets, _socket_paths(config), strict=True):
             sock.close()
             with contextlib.suppress(FileNotFoundError):

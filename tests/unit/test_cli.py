@@ -4,7 +4,7 @@ from dockyard.cli import main as cli_main
 from dockyard.cli.client import ApiClient, quote, urlencode
 from dockyard.cli.parser import CommandParser, UsageError
 from dockyard.cli.template import TemplateError, render
-from dockyard.cli.units import bytes_size, human_size
+from dockyard.units import bytes_size, human_size
 
 
 def test_quote_matches_percent_encoding():

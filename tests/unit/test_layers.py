@@ -46,15 +46,23 @@ def _info(
     return info
 
 
-def f(name: str, data: bytes = b"", mode: int = 0o644, uid: int = 0, gid: int = 0, mtime: float = T0,
-      pax: dict | None = None) -> Entry:
+def f(
+    name: str,
+    data: bytes = b"",
+    mode: int = 0o644,
+    uid: int = 0,
+    gid: int = 0,
+    mtime: float = T0,
+    pax: dict | None = None,
+) -> Entry:
     info = _info(name, tarfile.REGTYPE, mode, uid, gid, mtime, pax)
     info.size = len(data)
     return info, data
 
 
-def d(name: str, mode: int = 0o755, uid: int = 0, gid: int = 0, mtime: float = T0,
-      pax: dict | None = None) -> Entry:
+def d(
+    name: str, mode: int = 0o755, uid: int = 0, gid: int = 0, mtime: float = T0, pax: dict | None = None
+) -> Entry:
     return _info(name, tarfile.DIRTYPE, mode, uid, gid, mtime, pax), None
 
 
@@ -64,8 +72,15 @@ def sym(name: str, target: str, uid: int = 0, gid: int = 0, mtime: float = T0) -
     return info, None
 
 
-def hard(name: str, target: str, mode: int = 0o644, uid: int = 0, gid: int = 0, mtime: float = T0,
-         pax: dict | None = None) -> Entry:
+def hard(
+    name: str,
+    target: str,
+    mode: int = 0o644,
+    uid: int = 0,
+    gid: int = 0,
+    mtime: float = T0,
+    pax: dict | None = None,
+) -> Entry:
     info = _info(name, tarfile.LNKTYPE, mode, uid, gid, mtime, pax)
     info.linkname = target
     return info, None
@@ -123,17 +138,20 @@ def box(tmp_path: Path):
 
 
 def test_files_dirs_symlinks_hardlinks(tmp_path: Path) -> None:
-    result = apply(tmp_path, [
-        d("etc/", mtime=T0 + 1),
-        f("etc/hostname", b"box\n", mtime=T0 + 2),
-        f("etc/shadow", b"secret", mode=0o640),
-        d("usr/bin/", mode=0o755),
-        f("usr/bin/tool", b"#!/bin/sh\n", mode=0o755),
-        hard("usr/bin/tool-alias", "usr/bin/tool", mode=0o755),
-        sym("usr/bin/link", "tool", mtime=T0 + 3),
-        sym("abs", "/etc/hostname"),
-        sym("dangling", "../../nowhere"),
-    ])
+    result = apply(
+        tmp_path,
+        [
+            d("etc/", mtime=T0 + 1),
+            f("etc/hostname", b"box\n", mtime=T0 + 2),
+            f("etc/shadow", b"secret", mode=0o640),
+            d("usr/bin/", mode=0o755),
+            f("usr/bin/tool", b"#!/bin/sh\n", mode=0o755),
+            hard("usr/bin/tool-alias", "usr/bin/tool", mode=0o755),
+            sym("usr/bin/link", "tool", mtime=T0 + 3),
+            sym("abs", "/etc/hostname"),
+            sym("dangling", "../../nowhere"),
+        ],
+    )
     assert result.entries == 9
     assert result.size == len(b"box\n") + len(b"secret") + len(b"#!/bin/sh\n")
     assert result.skipped == []
@@ -153,13 +171,16 @@ def test_files_dirs_symlinks_hardlinks(tmp_path: Path) -> None:
 
 
 def test_special_modes(tmp_path: Path) -> None:
-    apply(tmp_path, [
-        d("tmp/", mode=0o1777),
-        f("bin/su", b"x", mode=0o4755),
-        f("bin/wall", b"x", mode=0o2755),
-        d("shared/", mode=0o2775),
-        f("private", b"x", mode=0o000),
-    ])
+    apply(
+        tmp_path,
+        [
+            d("tmp/", mode=0o1777),
+            f("bin/su", b"x", mode=0o4755),
+            f("bin/wall", b"x", mode=0o2755),
+            d("shared/", mode=0o2775),
+            f("private", b"x", mode=0o000),
+        ],
+    )
     assert stat.S_IMODE(os.stat(tmp_path / "tmp").st_mode) == 0o1777
     assert stat.S_IMODE(os.stat(tmp_path / "bin/su").st_mode) == 0o4755
     assert stat.S_IMODE(os.stat(tmp_path / "bin/wall").st_mode) == 0o2755
@@ -168,11 +189,14 @@ def test_special_modes(tmp_path: Path) -> None:
 
 
 def test_pax_times_keep_nanoseconds(tmp_path: Path) -> None:
-    apply(tmp_path, [
-        d("dir/", pax={"mtime": "1600000000.987654321"}),
-        f("dir/file", b"x", pax={"mtime": "1600000000.123456789", "atime": "1700000000.5"}),
-        f("old", b"x", pax={"mtime": "1600000000.5", "atime": "1500000000"}),
-    ])
+    apply(
+        tmp_path,
+        [
+            d("dir/", pax={"mtime": "1600000000.987654321"}),
+            f("dir/file", b"x", pax={"mtime": "1600000000.123456789", "atime": "1700000000.5"}),
+            f("old", b"x", pax={"mtime": "1600000000.5", "atime": "1500000000"}),
+        ],
+    )
     st = os.stat(tmp_path / "dir/file")
     assert st.st_mtime_ns == 1600000000_123456789
     assert st.st_atime_ns == 1700000000_500000000
@@ -212,12 +236,15 @@ def test_implicit_parent_copies_lower_directory(tmp_path: Path) -> None:
 
 @needs_root
 def test_owners_are_numeric(tmp_path: Path) -> None:
-    apply(tmp_path, [
-        d("home/", uid=0, gid=0),
-        d("home/u/", uid=1234, gid=5678),
-        f("home/u/file", b"x", uid=1234, gid=5678, mode=0o4750),
-        sym("home/u/link", "file", uid=4321, gid=8765),
-    ])
+    apply(
+        tmp_path,
+        [
+            d("home/", uid=0, gid=0),
+            d("home/u/", uid=1234, gid=5678),
+            f("home/u/file", b"x", uid=1234, gid=5678, mode=0o4750),
+            sym("home/u/link", "file", uid=4321, gid=8765),
+        ],
+    )
     st = os.stat(tmp_path / "home/u/file")
     assert (st.st_uid, st.st_gid) == (1234, 5678)
     assert stat.S_IMODE(st.st_mode) == 0o4750  # setuid survives the chown because chmod comes after
@@ -233,12 +260,15 @@ def test_same_owner_false_keeps_own_ids(tmp_path: Path) -> None:
 
 @needs_root
 def test_devices_and_fifos(tmp_path: Path) -> None:
-    result = apply(tmp_path, [
-        d("dev/"),
-        dev("dev/null", tarfile.CHRTYPE, 1, 3, mode=0o666),
-        dev("dev/loop0", tarfile.BLKTYPE, 7, 0, mode=0o660),
-        dev("dev/pipe", tarfile.FIFOTYPE, 0, 0, mode=0o600),
-    ])
+    result = apply(
+        tmp_path,
+        [
+            d("dev/"),
+            dev("dev/null", tarfile.CHRTYPE, 1, 3, mode=0o666),
+            dev("dev/loop0", tarfile.BLKTYPE, 7, 0, mode=0o660),
+            dev("dev/pipe", tarfile.FIFOTYPE, 0, 0, mode=0o600),
+        ],
+    )
     null = os.lstat(tmp_path / "dev/null")
     assert stat.S_ISCHR(null.st_mode) and os.major(null.st_rdev) == 1 and os.minor(null.st_rdev) == 3
     assert stat.S_IMODE(null.st_mode) == 0o666
@@ -275,16 +305,25 @@ def _pax_bytes(value: bytes) -> str:
 
 @needs_root
 def test_xattrs_from_pax_headers(tmp_path: Path) -> None:
-    apply(tmp_path, [
-        f("bin/ping", b"elf", mode=0o755, uid=0, pax={
-            "SCHILY.xattr.security.capability": _pax_bytes(CAP_NET_RAW),
-            "SCHILY.xattr.user.binary": _pax_bytes(b"\xff\x00\x01"),
-        }),
-        d("data/", pax={"SCHILY.xattr.user.note": "hello"}),
-        # forged overlayfs metadata must not be written by the layer itself
-        d("fake/", pax={"SCHILY.xattr.trusted.overlay.opaque": "y"}),
-        f("redirect", b"", pax={"SCHILY.xattr.trusted.overlay.redirect": "/etc"}),
-    ])
+    apply(
+        tmp_path,
+        [
+            f(
+                "bin/ping",
+                b"elf",
+                mode=0o755,
+                uid=0,
+                pax={
+                    "SCHILY.xattr.security.capability": _pax_bytes(CAP_NET_RAW),
+                    "SCHILY.xattr.user.binary": _pax_bytes(b"\xff\x00\x01"),
+                },
+            ),
+            d("data/", pax={"SCHILY.xattr.user.note": "hello"}),
+            # forged overlayfs metadata must not be written by the layer itself
+            d("fake/", pax={"SCHILY.xattr.trusted.overlay.opaque": "y"}),
+            f("redirect", b"", pax={"SCHILY.xattr.trusted.overlay.redirect": "/etc"}),
+        ],
+    )
     assert os.getxattr(tmp_path / "bin/ping", "security.capability") == CAP_NET_RAW
     assert os.getxattr(tmp_path / "bin/ping", "user.binary") == b"\xff\x00\x01"
     assert os.getxattr(tmp_path / "data", "user.note") == b"hello"
@@ -295,10 +334,13 @@ def test_xattrs_from_pax_headers(tmp_path: Path) -> None:
 @needs_root
 def test_hardlink_keeps_target_privileges(tmp_path: Path) -> None:
     caps = {"SCHILY.xattr.security.capability": _pax_bytes(CAP_NET_RAW)}
-    apply(tmp_path, [
-        f("bin/ping", b"elf", mode=0o4755, pax=caps),
-        hard("bin/ping6", "bin/ping", mode=0o4755, pax=caps),
-    ])
+    apply(
+        tmp_path,
+        [
+            f("bin/ping", b"elf", mode=0o4755, pax=caps),
+            hard("bin/ping6", "bin/ping", mode=0o4755, pax=caps),
+        ],
+    )
     for name in ("bin/ping", "bin/ping6"):
         assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o4755
         assert os.getxattr(tmp_path / name, "security.capability") == CAP_NET_RAW
@@ -306,10 +348,14 @@ def test_hardlink_keeps_target_privileges(tmp_path: Path) -> None:
 
 def test_hardlink_to_earlier_layer_and_to_symlink(tmp_path: Path) -> None:
     apply(tmp_path, [f("lib/libc.so", b"libc"), sym("lib/libc.link", "libc.so")], whiteout_mode="delete")
-    apply(tmp_path, [
-        hard("lib/libc-copy.so", "/lib/libc.so"),  # absolute link names are root-relative too
-        hard("lib/link-copy", "lib/libc.link"),
-    ], whiteout_mode="delete")
+    apply(
+        tmp_path,
+        [
+            hard("lib/libc-copy.so", "/lib/libc.so"),  # absolute link names are root-relative too
+            hard("lib/link-copy", "lib/libc.link"),
+        ],
+        whiteout_mode="delete",
+    )
     assert os.path.samefile(tmp_path / "lib/libc.so", tmp_path / "lib/libc-copy.so")
     # a hard link to a symlink is another symlink (the link is not followed)
     assert os.readlink(tmp_path / "lib/link-copy") == "libc.so"
@@ -327,19 +373,29 @@ def test_hardlink_to_missing_target(tmp_path: Path) -> None:
 
 
 def test_entries_replace_what_is_there(tmp_path: Path) -> None:
-    apply(tmp_path, [
-        d("was-dir/"), f("was-dir/child", b"x"),
-        f("was-file", b"x"),
-        sym("was-link", "was-file"),
-        d("merge/", mode=0o700), f("merge/kept", b"lower"),
-    ], whiteout_mode="delete")
-    apply(tmp_path, [
-        f("was-dir", b"now a file"),
-        d("was-file/", mode=0o750),
-        f("was-link", b"now a file"),
-        d("merge/", mode=0o755),
-        f("merge/added", b"upper"),
-    ], whiteout_mode="delete")
+    apply(
+        tmp_path,
+        [
+            d("was-dir/"),
+            f("was-dir/child", b"x"),
+            f("was-file", b"x"),
+            sym("was-link", "was-file"),
+            d("merge/", mode=0o700),
+            f("merge/kept", b"lower"),
+        ],
+        whiteout_mode="delete",
+    )
+    apply(
+        tmp_path,
+        [
+            f("was-dir", b"now a file"),
+            d("was-file/", mode=0o750),
+            f("was-link", b"now a file"),
+            d("merge/", mode=0o755),
+            f("merge/added", b"upper"),
+        ],
+        whiteout_mode="delete",
+    )
     assert (tmp_path / "was-dir").read_bytes() == b"now a file"
     assert stat.S_ISDIR(os.lstat(tmp_path / "was-file").st_mode)
     assert not os.path.islink(tmp_path / "was-link")
@@ -359,27 +415,48 @@ def test_later_entry_in_same_layer_wins(tmp_path: Path) -> None:
 
 
 def _lower(dest: Path) -> None:
-    apply(dest, [
-        d("etc/"), f("etc/keep", b"k"), f("etc/gone", b"g"),
-        d("var/"), d("var/cache/"), f("var/cache/a", b"a"), d("var/cache/sub/"), f("var/cache/sub/b", b"b"),
-        d("opt/"), d("opt/app/"), f("opt/app/old", b"o"), f("opt/top-old", b"o"),
-        d("deldir/"), f("deldir/x", b"x"),
-    ], whiteout_mode="delete")
+    apply(
+        dest,
+        [
+            d("etc/"),
+            f("etc/keep", b"k"),
+            f("etc/gone", b"g"),
+            d("var/"),
+            d("var/cache/"),
+            f("var/cache/a", b"a"),
+            d("var/cache/sub/"),
+            f("var/cache/sub/b", b"b"),
+            d("opt/"),
+            d("opt/app/"),
+            f("opt/app/old", b"o"),
+            f("opt/top-old", b"o"),
+            d("deldir/"),
+            f("deldir/x", b"x"),
+        ],
+        whiteout_mode="delete",
+    )
 
 
 def test_whiteouts_delete_mode(tmp_path: Path) -> None:
     _lower(tmp_path)
-    result = apply(tmp_path, [
-        f("etc/.wh.gone"),
-        f(".wh.deldir"),
-        f("etc/.wh.never-existed"),
-        f("nothere/.wh.x"),  # a missing parent is not created just to delete nothing
-        d("var/cache/"),
-        f("var/cache/.wh..wh..opq"),
-        f("var/cache/new", b"n"),
-        # the opaque marker may come after the layer's own entries: they still survive it
-        d("opt/"), d("opt/app/"), f("opt/app/new", b"n"), f("opt/.wh..wh..opq"),
-    ], whiteout_mode="delete")
+    result = apply(
+        tmp_path,
+        [
+            f("etc/.wh.gone"),
+            f(".wh.deldir"),
+            f("etc/.wh.never-existed"),
+            f("nothere/.wh.x"),  # a missing parent is not created just to delete nothing
+            d("var/cache/"),
+            f("var/cache/.wh..wh..opq"),
+            f("var/cache/new", b"n"),
+            # the opaque marker may come after the layer's own entries: they still survive it
+            d("opt/"),
+            d("opt/app/"),
+            f("opt/app/new", b"n"),
+            f("opt/.wh..wh..opq"),
+        ],
+        whiteout_mode="delete",
+    )
     assert result.entries == 11
     assert sorted(os.listdir(tmp_path / "etc")) == ["keep"]
     assert not (tmp_path / "deldir").exists()
@@ -409,15 +486,19 @@ def test_invalid_whiteout_names(box, name: str) -> None:
 
 
 def test_aufs_metadata(tmp_path: Path) -> None:
-    apply(tmp_path, [
-        d(".wh..wh.plnk/"),
-        f(".wh..wh.plnk/1234.5678", b"shared", mode=0o750, mtime=T0 + 7),
-        f(".wh..wh.aufs"),
-        d(".wh..wh.orph/"),
-        d("bin/"),
-        hard("bin/a", ".wh..wh.plnk/1234.5678"),
-        hard("bin/b", "/.wh..wh.plnk/1234.5678"),
-    ], whiteout_mode="delete")
+    apply(
+        tmp_path,
+        [
+            d(".wh..wh.plnk/"),
+            f(".wh..wh.plnk/1234.5678", b"shared", mode=0o750, mtime=T0 + 7),
+            f(".wh..wh.aufs"),
+            d(".wh..wh.orph/"),
+            d("bin/"),
+            hard("bin/a", ".wh..wh.plnk/1234.5678"),
+            hard("bin/b", "/.wh..wh.plnk/1234.5678"),
+        ],
+        whiteout_mode="delete",
+    )
     assert sorted(os.listdir(tmp_path)) == ["bin"]
     for name in ("bin/a", "bin/b"):
         assert (tmp_path / name).read_bytes() == b"shared"
@@ -432,16 +513,19 @@ def test_aufs_metadata(tmp_path: Path) -> None:
 
 @needs_root
 def test_whiteouts_overlay_mode(tmp_path: Path) -> None:
-    apply(tmp_path, [
-        d("etc/"),
-        f("etc/.wh.gone", uid=0, gid=0),
-        f(".wh.deldir", uid=1000, gid=1000),
-        f("nothere/.wh.x"),
-        d("var/cache/"),
-        f("var/cache/.wh..wh..opq"),
-        f("var/cache/new", b"n"),
-        f(".wh..wh..opq"),  # the root itself can be opaque
-    ])
+    apply(
+        tmp_path,
+        [
+            d("etc/"),
+            f("etc/.wh.gone", uid=0, gid=0),
+            f(".wh.deldir", uid=1000, gid=1000),
+            f("nothere/.wh.x"),
+            d("var/cache/"),
+            f("var/cache/.wh..wh..opq"),
+            f("var/cache/new", b"n"),
+            f(".wh..wh..opq"),  # the root itself can be opaque
+        ],
+    )
     gone = os.lstat(tmp_path / "etc/gone")
     assert stat.S_ISCHR(gone.st_mode) and gone.st_rdev == os.makedev(0, 0)
     deldir = os.lstat(tmp_path / "deldir")
@@ -494,7 +578,7 @@ def test_garbage_and_truncation(tmp_path: Path) -> None:
     # a corrupt header after the first must fail the layer, not silently end it
     blob = bytearray(build([f("one", b"1"), f("two", b"2"), f("three", b"3")]))
     second = blob.index(b"two")
-    blob[second:second + 3] = b"XXX"
+    blob[second : second + 3] = b"XXX"
     with pytest.raises(LayerError, match="^invalid layer tar stream: bad tar header"):
         apply_layer(io.BytesIO(bytes(blob)), tmp_path / "c")
 
@@ -590,8 +674,15 @@ def test_symlink_to_root_then_write_through_it(box) -> None:
 
 def test_symlink_climbing_out_then_write_through_it(box) -> None:
     root, _ = box
-    apply(root, [sym("up", "../../.."), f("up/x", b"pwned"), sym("deep/up2", "../../../../outside"),
-                 f("deep/up2/victim", b"pwned")])
+    apply(
+        root,
+        [
+            sym("up", "../../.."),
+            f("up/x", b"pwned"),
+            sym("deep/up2", "../../../../outside"),
+            f("deep/up2/victim", b"pwned"),
+        ],
+    )
     assert (root / "x").read_bytes() == b"pwned"
     # ../../../../outside from deep/ clamps at the root, so this lands on root/outside/victim
     assert (root / "outside/victim").read_bytes() == b"pwned"
@@ -599,18 +690,32 @@ def test_symlink_climbing_out_then_write_through_it(box) -> None:
 
 def test_symlink_to_absolute_outside_dir(box) -> None:
     root, outside = box
-    apply(root, [sym("lnk", str(outside)), f("lnk/victim", b"pwned"), f("lnk/sub/inner", b"pwned"),
-                 f("lnk/new", b"pwned")])
+    apply(
+        root,
+        [
+            sym("lnk", str(outside)),
+            f("lnk/victim", b"pwned"),
+            f("lnk/sub/inner", b"pwned"),
+            f("lnk/new", b"pwned"),
+        ],
+    )
     assert (root / str(outside).lstrip("/") / "victim").read_bytes() == b"pwned"
 
 
 def test_symlink_chain_and_relative_hops(box) -> None:
     root, outside = box
-    apply(root, [
-        d("a/"), sym("a/b", "../c"), sym("c", "/a/../../d"), d("d/"),
-        f("a/b/x", b"1"),
-        sym("rel", str(outside) + "/../.."), f("rel/y", b"2"),
-    ])
+    apply(
+        root,
+        [
+            d("a/"),
+            sym("a/b", "../c"),
+            sym("c", "/a/../../d"),
+            d("d/"),
+            f("a/b/x", b"1"),
+            sym("rel", str(outside) + "/../.."),
+            f("rel/y", b"2"),
+        ],
+    )
     assert (root / "d/x").read_bytes() == b"1"
     # ".." from the (root-relative) outside path climbs two levels, still below the root
     assert (root / str(outside.parent.parent).lstrip("/") / "y").read_bytes() == b"2"
@@ -633,14 +738,26 @@ def test_whiteouts_through_symlinks_stay_inside(box, mode: str) -> None:
     if mode == "overlay" and not ROOT:
         pytest.skip("needs root")
     root, outside = box
-    apply(root, [sym("lnk", str(outside)), f("lnk/.wh.victim"), f("lnk/sub/.wh..wh..opq"),
-                 sym("up", "../.."), f("up/outside/.wh.sub")], whiteout_mode=mode)
+    apply(
+        root,
+        [
+            sym("lnk", str(outside)),
+            f("lnk/.wh.victim"),
+            f("lnk/sub/.wh..wh..opq"),
+            sym("up", "../.."),
+            f("up/outside/.wh.sub"),
+        ],
+        whiteout_mode=mode,
+    )
 
 
 def test_opaque_through_symlinked_parent_delete_mode(box) -> None:
     root, outside = box
-    apply(root, [sym("lnk", str(outside)), f("lnk/.wh..wh..opq"), sym("up", ".."), f("up/.wh..wh..opq")],
-          whiteout_mode="delete")
+    apply(
+        root,
+        [sym("lnk", str(outside)), f("lnk/.wh..wh..opq"), sym("up", ".."), f("up/.wh..wh..opq")],
+        whiteout_mode="delete",
+    )
     # the root was made opaque (only this layer's entries remain), the outside was not touched
     assert sorted(os.listdir(root)) == ["lnk", "up"]
 
@@ -702,8 +819,18 @@ def test_root_cannot_become_a_file(box) -> None:
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("a/b", "a/b"), ("./a//b/", "a/b"), ("a/./b/../c", "a/c"), ("/etc/passwd", "etc/passwd"),
-     ("//x", "x"), ("/../../x", "x"), (".", ""), ("./", ""), ("/", ""), ("", "")],
+    [
+        ("a/b", "a/b"),
+        ("./a//b/", "a/b"),
+        ("a/./b/../c", "a/c"),
+        ("/etc/passwd", "etc/passwd"),
+        ("//x", "x"),
+        ("/../../x", "x"),
+        (".", ""),
+        ("./", ""),
+        ("/", ""),
+        ("", ""),
+    ],
 )
 def test_clean_entry_name(name: str, expected: str) -> None:
     assert clean_entry_name(name) == expected

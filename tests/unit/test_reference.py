@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from dockyard.images.reference import (
+from dockyard.reference import (
     InvalidReference,
     Reference,
     is_image_id_prefix,
@@ -60,8 +60,10 @@ CASES = [
     ("[2001:db8::1]/repo", "[2001:db8::1]/repo:latest"),
     ("[2001:db8::1]:5000/repo:tag", "[2001:db8::1]:5000/repo:tag"),
     ("xn--n3h.com/myimage:xn--n3h.com", "xn--n3h.com/myimage:xn--n3h.com"),
-    ("b.gcr.io/test.example.com/my-app:test.example.com",
-     "b.gcr.io/test.example.com/my-app:test.example.com"),
+    (
+        "b.gcr.io/test.example.com/my-app:test.example.com",
+        "b.gcr.io/test.example.com/my-app:test.example.com",
+    ),
     ("sub-dom1.foo.com/bar/baz/quux:some-long-tag", "sub-dom1.foo.com/bar/baz/quux:some-long-tag"),
     # digests, and tag with digest
     (f"host:5000/a/b@{D}", f"host:5000/a/b@{D}"),

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from .. import API_VERSION, MIN_API_VERSION, __version__
 from ..engine import Daemon
-from . import system
+from . import archive, images, system
 from .errors import ApiError
 from .http import json_response
 from .routing import DAEMON_KEY, Handler, Route
@@ -80,4 +80,6 @@ def build_app(daemon: Daemon) -> web.Application:
     app[DAEMON_KEY] = daemon
     app.on_response_prepare.append(_common_headers)
     add_routes(app, system.ROUTES)
+    add_routes(app, archive.ROUTES)  # before images: its /images/{name:.+}/... routes are greedy
+    add_routes(app, images.ROUTES)
     return app

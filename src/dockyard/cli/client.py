@@ -196,6 +196,49 @@ class ApiClient:
     def post_json(self, path: str, body: Any = None, query: dict[str, Any] | None = None) -> Any:
         return self.request("POST", path, query, body).json()
 
+    def send(
+        self,
+        method: str,
+        path: str,
+        query: list[tuple[str, Any]] | None = None,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        check: bool = True,
+    ) -> Response:
+        """What request() cannot say: query keys that repeat (`names=a&names=b`, given as pairs) and a
+        body streamed from a binary file object in chunked encoding, so an archive is never held whole
+        in memory. Always on a fresh connection: a streamed body cannot be replayed on a retry."""
+        target = API_PREFIX + quote(path, safe="/:@")
+        pairs = [(k, _query_value(v)) for k, v in query or [] if v is not None and v is not False]
+        if pairs:
+            target += "?" + "&".join(f"{quote(k)}={quote(v)}" for k, v in pairs)
+        head = {"Host": "dockyard", "User-Agent": "Dockyard-Client"}
+        if body is None:
+            head["Content-Length"] = "0"
+        else:
+            head["Content-Type"] = "application/x-tar"
+            head["Transfer-Encoding"] = "chunked"
+        head.update(headers or {})
+        lines = [f"{method} {target} HTTP/1.1"] + [f"{k}: {v}" for k, v in head.items()]
+        self.close()
+        conn = self._connection()
+        try:
+            conn.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+            if body is not None:
+                while chunk := body.read(65536):
+                    conn.sock.sendall(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                conn.sock.sendall(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the daemon answered before reading it all (an error): read what it said
+        try:
+            response = self._read_head(conn)
+        except (EOFError, ConnectionResetError):
+            raise DaemonUnavailable(self.host) from None
+        self._last = response
+        if check and response.status >= 400:
+            raise ApiError(response.status, _error_message(response))
+        return response
+
 
 # Percent-encoding by hand: urllib.parse costs ~4 ms to import on every CLI start.
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")

@@ -9,7 +9,7 @@ import sys
 
 from .. import __version__
 from .client import ApiClient, ApiError, DaemonUnavailable
-from .commands import COMMANDS, find
+from .commands import COMMANDS, SUBCOMMANDS, find, group_help
 from .parser import USAGE_EXIT, CommandParser, UsageError, fail_usage
 
 DESCRIPTION = "A self-sufficient runtime for containers"
@@ -67,19 +67,33 @@ def run(argv: list[str]) -> int:
         return 0
     if opts.help or not opts.command:
         print(main_help())
-        return 0 if opts.help else 0
+        return 0
     spec = find(opts.command)
     if spec is None:
         print(
             f"dockyard: '{opts.command}' is not a dockyard command.\nSee 'dockyard --help'", file=sys.stderr
         )
         return 1
+    rest = opts.args
+    if spec.name in SUBCOMMANDS:
+        if not rest or rest[0] in ("--help", "-h"):
+            print(group_help(spec.name))
+            return 0
+        sub = find(f"{spec.name} {rest[0]}", SUBCOMMANDS[spec.name])
+        if sub is None:
+            print(
+                f"dockyard: '{spec.name} {rest[0]}' is not a dockyard command.\n"
+                f"See 'dockyard {spec.name} --help'",
+                file=sys.stderr,
+            )
+            return 1
+        spec, rest = sub, rest[1:]
     module = importlib.import_module(f"dockyard.cli.commands.{spec.module}")
     parser = module.configure(spec)
     if spec.aliases:
         parser.aliases = [f"dockyard {spec.name}", *(f"dockyard {a}" for a in spec.aliases)]
     try:
-        args = parser.parse_args(opts.args)
+        args = parser.parse_args(rest)
     except UsageError as e:
         return fail_usage(e)
     args.command = spec.name

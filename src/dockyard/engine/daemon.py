@@ -9,9 +9,13 @@ import platform
 import threading
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .. import API_VERSION, MIN_API_VERSION, __version__
+from ..distribution import RegistryClient, RegistryHosts
+from ..distribution.pull import Puller
+from ..images import ImageService
 from .config import DEFAULT_RUNTIME, DaemonConfig
 from .events import EventBus
 from .hostinfo import host_info, runtime_version
@@ -36,6 +40,15 @@ class Daemon:
         self.events = EventBus()
         self.id = self._load_or_create_id()
         self.runtimes = self._discover_runtimes()
+        self.images = ImageService(Path(config.data_root) / "image", config.storage_driver)
+        self.images.recover()
+        self.registry = RegistryClient(
+            RegistryHosts.from_config(config), max_attempts=config.max_download_attempts
+        )
+        self.puller = Puller(self.images, self.registry, config.max_concurrent_downloads)
+
+    async def close(self) -> None:
+        await self.registry.close()
 
     # --- start-up ---------------------------------------------------------------------------------
 
@@ -114,8 +127,8 @@ class Daemon:
             "ContainersRunning": 0,
             "ContainersPaused": 0,
             "ContainersStopped": 0,
-            "Images": 0,
-            "Driver": cfg.storage_driver or "overlay2",
+            "Images": self.images.counts(),
+            "Driver": self.images.driver,
             "DriverStatus": [["Backing Filesystem", _backing_filesystem(cfg.data_root)]],
             "Plugins": {
                 "Volume": ["local"],

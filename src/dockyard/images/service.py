@@ -17,8 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ..reference import InvalidReference, Reference, is_image_id_prefix, parse_reference
 from .content import ContentStore, digest_hex
-from .reference import InvalidReference, Reference, is_image_id_prefix, parse_reference
 from .snapshots import OVERLAY, VFS, Snapshotter, chain_ids, overlay_supported
 from .store import AmbiguousImage, ImageNotFound, ImageRecord, ImageStore, LayerRecord
 
@@ -67,7 +67,7 @@ def _trim_fraction(text: str) -> str:
     if "." in text:
         head, _, rest = text.partition(".")
         digits = "".join(c for c in rest if c.isdigit())
-        zone = rest[len(digits):]
+        zone = rest[len(digits) :]
         text = f"{head}.{digits[:6]}{zone}"
     return text
 
@@ -109,7 +109,9 @@ class ImageService:
     def _repo_digests(self, record: ImageRecord) -> list[str]:
         return [ref.familiar() for ref in self.store.digests_of(record.id)]
 
-    def list_images(self, all_images: bool = False, filters: dict[str, list[str]] | None = None) -> list[dict]:
+    def list_images(
+        self, all_images: bool = False, filters: dict[str, list[str]] | None = None
+    ) -> list[dict]:
         filters = filters or {}
         dangling = filters.get("dangling")
         patterns = filters.get("reference", [])
@@ -140,18 +142,20 @@ class ImageService:
                 if not tags:
                     continue
                 digests = []
-            out.append({
-                "Containers": -1,
-                "Created": created,
-                "Id": record.id,
-                "Labels": image_labels or None,
-                "ParentId": record.extra.get("parent", ""),
-                "RepoDigests": digests or (["<none>@<none>"] if not tags and not patterns else []),
-                "RepoTags": tags or ["<none>:<none>"],
-                "SharedSize": -1,
-                "Size": record.size,
-                "VirtualSize": record.size,
-            })
+            out.append(
+                {
+                    "Containers": -1,
+                    "Created": created,
+                    "Id": record.id,
+                    "Labels": image_labels or None,
+                    "ParentId": record.extra.get("parent", ""),
+                    "RepoDigests": digests or (["<none>@<none>"] if not tags and not patterns else []),
+                    "RepoTags": tags or ["<none>:<none>"],
+                    "SharedSize": -1,
+                    "Size": record.size,
+                    "VirtualSize": record.size,
+                }
+            )
         out.sort(key=lambda image: image["Created"], reverse=True)
         return out
 
@@ -166,8 +170,12 @@ class ImageService:
         if record.chain_id:
             lowers = self.snapshots.lower_dirs(record.chain_id)
             if self.driver == OVERLAY:
-                graph = {"LowerDir": ":".join(str(p) for p in lowers[1:]) or "", "UpperDir": str(lowers[0]),
-                         "MergedDir": "", "WorkDir": ""}
+                graph = {
+                    "LowerDir": ":".join(str(p) for p in lowers[1:]) or "",
+                    "UpperDir": str(lowers[0]),
+                    "MergedDir": "",
+                    "WorkDir": "",
+                }
                 graph = {k: v for k, v in graph.items() if v}
             else:
                 graph = {"Dir": str(lowers[0])}
@@ -189,16 +197,23 @@ class ImageService:
             "Size": record.size,
             "VirtualSize": record.size,
             "GraphDriver": {"Data": graph or None, "Name": self.driver},
-            "RootFS": {"Type": "layers", "Layers": [layer.diff_id for layer in record.layers]
-                       or (config.get("rootfs") or {}).get("diff_ids") or []},
+            "RootFS": {
+                "Type": "layers",
+                "Layers": [layer.diff_id for layer in record.layers]
+                or (config.get("rootfs") or {}).get("diff_ids")
+                or [],
+            },
             "Metadata": {"LastTagTime": record.last_tag_time or "0001-01-01T00:00:00Z"},
         }
 
     def history(self, name: str) -> list[dict[str, Any]]:
         record = self.get(name)
         config = self.config(record)
-        sizes = [self.snapshots.info(c).size for c in chain_ids([layer.diff_id for layer in record.layers])
-                 if self.snapshots.exists(c)]
+        sizes = [
+            self.snapshots.info(c).size
+            for c in chain_ids([layer.diff_id for layer in record.layers])
+            if self.snapshots.exists(c)
+        ]
         entries = config.get("history") or [{"created": config.get("created", "")} for _ in record.layers]
         out = []
         layer_index = 0
@@ -207,14 +222,16 @@ class ImageService:
             if not entry.get("empty_layer"):
                 size = sizes[layer_index] if layer_index < len(sizes) else 0
                 layer_index += 1
-            out.append({
-                "Id": "<missing>",
-                "Created": _rfc3339_to_unix(entry.get("created", "")),
-                "CreatedBy": entry.get("created_by", ""),
-                "Tags": None,
-                "Size": size,
-                "Comment": entry.get("comment", ""),
-            })
+            out.append(
+                {
+                    "Id": "<missing>",
+                    "Created": _rfc3339_to_unix(entry.get("created", "")),
+                    "CreatedBy": entry.get("created_by", ""),
+                    "Tags": None,
+                    "Size": size,
+                    "Comment": entry.get("comment", ""),
+                }
+            )
         out.reverse()
         if out:
             out[0]["Id"] = record.id
@@ -253,7 +270,9 @@ class ImageService:
                 self.store.delete_ref(ref)
                 records.append({"Untagged": ref.familiar()})
                 remaining = [r for r in refs if str(r) != str(ref)]
-                if not ref.digest and not any(r.repository == ref.repository and not r.digest for r in remaining):
+                if not ref.digest and not any(
+                    r.repository == ref.repository and not r.digest for r in remaining
+                ):
                     for other in [r for r in remaining if r.digest and r.repository == ref.repository]:
                         self.store.delete_ref(other)
                         records.append({"Untagged": other.familiar()})
@@ -441,7 +460,22 @@ def _label_matches(labels: dict[str, str], wanted: str) -> bool:
 
 
 def _empty_container_config() -> dict[str, Any]:
-    return {"Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
-            "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None,
-            "Cmd": None, "Image": "", "Volumes": None, "WorkingDir": "", "Entrypoint": None,
-            "OnBuild": None, "Labels": None}
+    return {
+        "Hostname": "",
+        "Domainname": "",
+        "User": "",
+        "AttachStdin": False,
+        "AttachStdout": False,
+        "AttachStderr": False,
+        "Tty": False,
+        "OpenStdin": False,
+        "StdinOnce": False,
+        "Env": None,
+        "Cmd": None,
+        "Image": "",
+        "Volumes": None,
+        "WorkingDir": "",
+        "Entrypoint": None,
+        "OnBuild": None,
+        "Labels": None,
+    }

@@ -81,7 +81,9 @@ class PendingSnapshot:
         self.fs = self.dir / "fs"
         if snapshotter.driver == VFS and parent:
             # The copy-based fallback starts from a full copy of the parent.
-            subprocess.run(["cp", "-a", "--reflink=auto", str(snapshotter.fs(parent)), str(self.fs)], check=True)
+            subprocess.run(
+                ["cp", "-a", "--reflink=auto", str(snapshotter.fs(parent)), str(self.fs)], check=True
+            )
         else:
             self.fs.mkdir()
 

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..reference import InvalidReference, Reference, is_image_id_prefix, parse_reference
 from .content import digest_hex
-from .reference import InvalidReference, Reference, is_image_id_prefix, parse_reference
 
 
 class ImageNotFound(Exception):
@@ -124,13 +124,21 @@ class ImageStore:
 
     def tags_of(self, image_id: str) -> list[Reference]:
         return sorted(
-            (parse_reference(r, default_tag=None) for r, i in self.refs.items() if i == image_id and "@" not in r),
+            (
+                parse_reference(r, default_tag=None)
+                for r, i in self.refs.items()
+                if i == image_id and "@" not in r
+            ),
             key=str,
         )
 
     def digests_of(self, image_id: str) -> list[Reference]:
         return sorted(
-            (parse_reference(r, default_tag=None) for r, i in self.refs.items() if i == image_id and "@" in r),
+            (
+                parse_reference(r, default_tag=None)
+                for r, i in self.refs.items()
+                if i == image_id and "@" in r
+            ),
             key=str,
         )
 

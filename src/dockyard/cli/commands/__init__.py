@@ -18,14 +18,56 @@ class CommandSpec:
 
 
 COMMANDS: list[CommandSpec] = [
-    CommandSpec("info", "system", "Display system-wide information"),
-    CommandSpec("version", "system", "Show the Dockyard version information"),
+    CommandSpec("pull", "images", "Download an image from a registry", "Common Commands"),
+    CommandSpec("images", "images", "List images", "Common Commands"),
+    CommandSpec("info", "system", "Display system-wide information", "Common Commands"),
+    CommandSpec("version", "system", "Show the Dockyard version information", "Common Commands"),
+    CommandSpec("image", "", "Manage images", "Management Commands"),
     CommandSpec("events", "system", "Get real time events from the server"),
+    CommandSpec("history", "images", "Show the history of an image"),
+    CommandSpec("rmi", "images", "Remove one or more images"),
+    CommandSpec("tag", "images", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
+    CommandSpec("import", "archive", "Import the contents from a tarball to create a filesystem image"),
+    CommandSpec("load", "archive", "Load an image from a tar archive or STDIN"),
+    CommandSpec(
+        "save", "archive", "Save one or more images to a tar archive (streamed to STDOUT by default)"
+    ),
 ]
 
+# Subcommands of the management commands: `dockyard image ls` and so on.
+SUBCOMMANDS: dict[str, list[CommandSpec]] = {
+    "image": [
+        CommandSpec("image history", "images", "Show the history of an image"),
+        CommandSpec("image inspect", "images", "Display detailed information on one or more images"),
+        CommandSpec("image ls", "images", "List images", aliases=("image list",)),
+        CommandSpec("image prune", "images", "Remove unused images"),
+        CommandSpec("image pull", "images", "Download an image from a registry"),
+        CommandSpec("image rm", "images", "Remove one or more images", aliases=("image remove",)),
+        CommandSpec("image tag", "images", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
+        CommandSpec(
+            "image import", "archive", "Import the contents from a tarball to create a filesystem image"
+        ),
+        CommandSpec("image load", "archive", "Load an image from a tar archive or STDIN"),
+        CommandSpec(
+            "image save",
+            "archive",
+            "Save one or more images to a tar archive (streamed to STDOUT by default)",
+        ),
+    ],
+}
 
-def find(name: str) -> CommandSpec | None:
-    for spec in COMMANDS:
+
+def find(name: str, specs: list[CommandSpec] | None = None) -> CommandSpec | None:
+    for spec in COMMANDS if specs is None else specs:
         if name == spec.name or name in spec.aliases:
             return spec
     return None
+
+
+def group_help(group: str) -> str:
+    rows = "\n".join(f"  {spec.name.split(' ', 1)[1]:<11}{spec.summary}" for spec in SUBCOMMANDS[group])
+    summary = next(spec.summary for spec in COMMANDS if spec.name == group)
+    return (
+        f"\nUsage:  dockyard {group} COMMAND\n\n{summary}\n\nCommands:\n{rows}\n\n"
+        f"Run 'dockyard {group} COMMAND --help' for more information on a command.\n"
+    )

@@ -7,9 +7,9 @@ import os
 import sys
 
 from ... import API_VERSION, __version__
+from ...units import bytes_size
 from ..client import ApiClient, DaemonUnavailable
 from ..parser import CommandParser
-from ..units import bytes_size
 from . import CommandSpec
 
 # typing and datetime cost milliseconds at CLI start-up; they are imported only where needed.

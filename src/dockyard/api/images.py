@@ -1,0 +1,151 @@
+"""Image routes: pull (create), list, inspect, history, tag, remove, prune."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from ..distribution import Platform, RegistryError, decode_registry_auth
+from ..images import ImageError
+from ..reference import InvalidReference, parse_reference, validate_digest
+from .errors import ApiError, BadRequest, NotFound
+from .http import json_response, query_bool, query_filters
+from .routing import Route, daemon_of
+from .streams import JsonStream
+
+log = logging.getLogger("dockyard.api")
+
+
+def image_error(error: Exception) -> ApiError:
+    """The engine's image and registry errors as API errors with Docker's status codes."""
+    if isinstance(error, ImageError):
+        return ApiError(str(error), error.status)
+    if isinstance(error, RegistryError):
+        return ApiError(str(error), getattr(error, "status", 500))
+    if isinstance(error, InvalidReference):
+        return BadRequest(str(error))
+    raise error
+
+
+async def create(request: web.Request) -> web.StreamResponse:
+    """POST /images/create: pull (fromImage) or import (fromSrc)."""
+    if request.query.get("fromSrc"):
+        from .archive import import_image  # here, not at the top: archive imports this module
+
+        return await import_image(request)
+    from_image = request.query.get("fromImage", "")
+    if not from_image:
+        raise BadRequest("fromImage or fromSrc is required")
+    tag = request.query.get("tag", "")
+    try:
+        ref = parse_reference(from_image, default_tag=None)
+        if tag:
+            if tag.startswith("sha256:") or ":" in tag:
+                ref = ref.with_digest(validate_digest(tag))
+            else:
+                ref = ref.with_tag(tag)
+        if not ref.tag and not ref.digest:
+            ref = ref.with_tag("latest")
+        platform = Platform.parse(request.query["platform"]) if request.query.get("platform") else None
+    except (InvalidReference, ValueError) as e:
+        raise BadRequest(str(e)) from None
+    auth = decode_registry_auth(request.headers.get("X-Registry-Auth", ""))
+    daemon = daemon_of(request)
+    try:
+        plan = await daemon.puller.resolve(ref, platform, auth)
+    except (ImageError, RegistryError) as e:
+        raise image_error(e) from None
+    stream = await JsonStream(request).prepare()
+    try:
+        record, status = await daemon.puller.fetch(plan, auth, stream.send)
+        stream.send({"status": status})
+        daemon.events.emit("image", "pull", ref.familiar(), name=ref.familiar())
+    except (ImageError, RegistryError, OSError) as e:
+        log.warning("pull %s failed: %s", ref, e)
+        stream.error(str(e))
+    return await stream.finish()
+
+
+async def list_images(request: web.Request) -> web.Response:
+    daemon = daemon_of(request)
+    filters = query_filters(request)
+    if request.query.get("filter"):  # API < 1.25: a bare reference pattern
+        filters.setdefault("reference", []).append(request.query["filter"])
+    try:
+        images = daemon.images.list_images(query_bool(request, "all"), filters)
+    except ImageError as e:
+        raise image_error(e) from None
+    return json_response(images)
+
+
+async def inspect(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    try:
+        return json_response(daemon_of(request).images.inspect(name))
+    except ImageError as e:
+        if e.status == 404:
+            raise NotFound(f"no such image: {name}: {e}") from None
+        raise image_error(e) from None
+
+
+async def history(request: web.Request) -> web.Response:
+    try:
+        return json_response(daemon_of(request).images.history(request.match_info["name"]))
+    except ImageError as e:
+        raise image_error(e) from None
+
+
+async def tag(request: web.Request) -> web.Response:
+    daemon = daemon_of(request)
+    repo = request.query.get("repo", "")
+    tag_name = request.query.get("tag", "")
+    if not repo:
+        raise BadRequest("repository name is required")
+    target = f"{repo}:{tag_name}" if tag_name else repo
+    try:
+        ref = await daemon.images.tag(request.match_info["name"], target)
+    except (ImageError, InvalidReference) as e:
+        raise image_error(e) from None
+    record = daemon.images.get(str(ref))
+    daemon.events.emit("image", "tag", record.id, name=ref.familiar())
+    return web.Response(status=201)
+
+
+async def remove(request: web.Request) -> web.Response:
+    daemon = daemon_of(request)
+    name = request.match_info["name"]
+    try:
+        records = await daemon.images.remove(
+            name, force=query_bool(request, "force"), prune=not query_bool(request, "noprune")
+        )
+    except (ImageError, InvalidReference) as e:
+        raise image_error(e) from None
+    for item in records:
+        if "Untagged" in item:
+            daemon.events.emit("image", "untag", item["Untagged"], name=item["Untagged"])
+    deleted = [item["Deleted"] for item in records if "Deleted" in item]
+    if deleted:  # the first Deleted line is the image; the rest are its layers
+        daemon.events.emit("image", "delete", deleted[0], name=deleted[0])
+    return json_response(records)
+
+
+async def prune(request: web.Request) -> web.Response:
+    daemon = daemon_of(request)
+    filters = query_filters(request)
+    dangling = filters.pop("dangling", ["true"])
+    all_images = dangling[0].lower() in ("false", "0")
+    result = await daemon.images.prune(all_images, filters)
+    daemon.events.emit("image", "prune", "", reclaimed=str(result["SpaceReclaimed"]))
+    return json_response(result)
+
+
+ROUTES = [
+    Route("POST", "/images/create", create),
+    Route("GET", "/images/json", list_images),
+    Route("POST", "/images/prune", prune),
+    Route("GET", "/images/{name:.+}/json", inspect),
+    Route("GET", "/images/{name:.+}/history", history),
+    Route("POST", "/images/{name:.+}/tag", tag),
+    Route("DELETE", "/images/{name:.+}", remove),
+]

@@ -8,6 +8,8 @@ want_tests=0
 [ "${1:-}" = "--test" ] && want_tests=1
 
 packages=(python3 python3-venv python3-pip busybox-static docker-registry runc iproute2 iptables util-linux curl)
+# htpasswd, for the tests' registry with Basic authentication
+[ "${1:-}" = "--test" ] && packages+=(apache2-utils)
 
 missing=()
 for pkg in "${packages[@]}"; do

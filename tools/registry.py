@@ -89,8 +89,11 @@ def free_port(host: str = HOST) -> int:
         return s.getsockname()[1]
 
 
-def write_config(workdir: Path, port: int, log_level: str = "info") -> Path:
-    """Write a minimal config.yml: filesystem storage under workdir, deletes allowed, no auth, no health."""
+def write_config(
+    workdir: Path, port: int, log_level: str = "info", htpasswd: dict[str, str] | None = None
+) -> Path:
+    """Write a minimal config.yml: filesystem storage under workdir, deletes allowed, no health, and
+    no auth unless `htpasswd` users are given (Basic auth, bcrypt entries made by `htpasswd -B`)."""
     storage = workdir / "storage"
     storage.mkdir(parents=True, exist_ok=True)
     q = json.dumps  # a JSON string is a valid YAML double-quoted scalar, so paths need no escaping rules
@@ -121,13 +124,26 @@ health:
   storagedriver:
     enabled: false
 """
+    if htpasswd:
+        lines = [
+            subprocess.run(
+                ["htpasswd", "-Bbn", user, password], check=True, capture_output=True, text=True
+            ).stdout.strip()
+            for user, password in htpasswd.items()
+        ]
+        (workdir / "htpasswd").write_text("\n".join(lines) + "\n")
+        config += f"auth:\n  htpasswd:\n    realm: dockyard-test\n    path: {q(str(workdir / 'htpasswd'))}\n"
     path = workdir / "config.yml"
     path.write_text(config)
     return path
 
 
 def start_registry(
-    workdir: Path, port: int | None = None, timeout: float = 20, log_level: str = "info"
+    workdir: Path,
+    port: int | None = None,
+    timeout: float = 20,
+    log_level: str = "info",
+    htpasswd: dict[str, str] | None = None,
 ) -> RegistryProcess:
     """Start docker-registry serving workdir/storage on 127.0.0.1:port and wait until GET /v2/ is 200.
 
@@ -140,7 +156,9 @@ def start_registry(
     last_error: RuntimeError | None = None
     for _ in range(attempts):
         try:
-            return _start_once(workdir, port if port is not None else free_port(), timeout, log_level)
+            return _start_once(
+                workdir, port if port is not None else free_port(), timeout, log_level, htpasswd
+            )
         except _PortTaken as e:
             last_error = RuntimeError(str(e))
     assert last_error is not None
@@ -151,8 +169,10 @@ class _PortTaken(RuntimeError):
     pass
 
 
-def _start_once(workdir: Path, port: int, timeout: float, log_level: str) -> RegistryProcess:
-    config_path = write_config(workdir, port, log_level)
+def _start_once(
+    workdir: Path, port: int, timeout: float, log_level: str, htpasswd: dict[str, str] | None
+) -> RegistryProcess:
+    config_path = write_config(workdir, port, log_level, htpasswd)
     log_path = workdir / "registry.log"
     with open(log_path, "ab") as log:
         # stdin/stdout/stderr all redirected: a detached child must not hold the caller's pipes open
@@ -204,9 +224,12 @@ def _listens(pid: int, port: int) -> bool:
 
 
 def _ping(url: str) -> bool:
+    """The registry answers /v2/: 200, or 401 when it requires authentication."""
     try:
         with _OPENER.open(f"{url}/v2/", timeout=1) as resp:
             return resp.status == 200
+    except urllib.error.HTTPError as e:
+        return e.code == 401
     except (urllib.error.URLError, OSError):
         return False
 

@@ -10,11 +10,6 @@ import base64
 import hashlib
 import json
 import os
-import shutil
-import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -369,54 +364,7 @@ def test_mount_blob_across_repositories(own: Pushed) -> None:
 
 def start_htpasswd_registry(workdir: Path, users: dict[str, str]) -> registry_tool.RegistryProcess:
     """docker-registry with ``auth: htpasswd`` (bcrypt entries made by ``htpasswd -B``)."""
-    if shutil.which("htpasswd") is None:
-        pytest.skip("htpasswd (apache2-utils) is not installed")
-    workdir.mkdir(parents=True, exist_ok=True)
-    htpasswd = workdir / "htpasswd"
-    lines = [
-        subprocess.run(
-            ["htpasswd", "-Bbn", user, password], check=True, capture_output=True, text=True
-        ).stdout.strip()
-        for user, password in users.items()
-    ]
-    htpasswd.write_text("\n".join(lines) + "\n")
-    port = registry_tool.free_port()
-    config = registry_tool.write_config(workdir, port)
-    with open(config, "a") as f:
-        f.write(f"auth:\n  htpasswd:\n    realm: dockyard-test\n    path: {json.dumps(str(htpasswd))}\n")
-    log_path = workdir / "registry.log"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [registry_tool.REGISTRY_BIN, "serve", str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-            start_new_session=True,
-        )
-    reg = registry_tool.RegistryProcess(
-        pid=proc.pid,
-        port=port,
-        storage_dir=workdir / "storage",
-        config_path=config,
-        log_path=log_path,
-        _proc=proc,
-    )
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            opener.open(f"{reg.url}/v2/", timeout=1)
-        except urllib.error.HTTPError as e:
-            if e.code == 401:
-                return reg
-        except OSError:
-            pass
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    reg.stop()
-    raise RuntimeError(f"htpasswd registry did not start:\n{reg.log_tail()}")
+    return registry_tool.start_registry(workdir, htpasswd=users)
 
 
 @pytest.fixture(scope="module")

@@ -399,6 +399,45 @@ def test_load_docker_25_layout_with_blob_paths(target):
     assert load(target, data).lines == ["Loaded image: new:25"]
 
 
+def test_load_follows_docker_dedupe_symlinks_and_hard_links(target):
+    """Docker 20.10 writes a layer that appears twice as a symlink to the first copy; tar tools may
+    store a repeated file as a hard link."""
+    base, top = layer_tar({"base": b"b"}), layer_tar({"top": b"t"})
+    configs = []
+    for diff_ids in ([sha(base)], [sha(base), sha(top)]):
+        configs.append(
+            json.dumps({"os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+        )
+    manifest = [
+        {"Config": "one.json", "RepoTags": ["one:1"], "Layers": ["aaa/layer.tar"]},
+        {"Config": "two.json", "RepoTags": ["two:1"], "Layers": ["bbb/layer.tar", "ccc/layer.tar"]},
+    ]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in {
+            "one.json": configs[0],
+            "two.json": configs[1],
+            "aaa/layer.tar": base,
+            "manifest.json": json.dumps(manifest).encode(),
+        }.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("bbb/layer.tar")
+        link.type, link.linkname = tarfile.SYMTYPE, "../aaa/layer.tar"
+        tar.addfile(link)
+        data = top
+        info = tarfile.TarInfo("ddd/layer.tar")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        hard = tarfile.TarInfo("ccc/layer.tar")
+        hard.type, hard.linkname = tarfile.LNKTYPE, "ddd/layer.tar"
+        tar.addfile(hard)
+    result = load(target, buf.getvalue())
+    assert result.lines == ["Loaded image: one:1", "Loaded image: two:1"]
+    assert [layer.diff_id for layer in target.get("two:1").layers] == [sha(base), sha(top)]
+
+
 # ------------------------------------------------------------------------------------------- bad archives
 
 

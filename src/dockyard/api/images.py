@@ -22,7 +22,7 @@ def image_error(error: Exception) -> ApiError:
     if isinstance(error, ImageError):
         return ApiError(str(error), error.status)
     if isinstance(error, RegistryError):
-        return ApiError(str(error), getattr(error, "status", 500))
+        return ApiError(str(error), getattr(error, "http_status", 500))
     if isinstance(error, InvalidReference):
         return BadRequest(str(error))
     raise error
@@ -65,6 +65,47 @@ async def create(request: web.Request) -> web.StreamResponse:
         log.warning("pull %s failed: %s", ref, e)
         stream.error(str(e))
     return await stream.finish()
+
+
+async def push(request: web.Request) -> web.StreamResponse:
+    """POST /images/{name}/push?tag=: the name is the repository, the tag comes separately."""
+    daemon = daemon_of(request)
+    try:
+        ref = parse_reference(request.match_info["name"], default_tag=None)
+        tag_name = request.query.get("tag", "") or ref.tag or "latest"
+        ref = ref.name_only().with_tag(tag_name)
+    except (InvalidReference, ValueError) as e:
+        raise BadRequest(str(e)) from None
+    auth = decode_registry_auth(request.headers.get("X-Registry-Auth", ""))
+    try:
+        daemon.pusher.resolve(ref)
+    except ImageError as e:
+        raise image_error(e) from None
+    stream = await JsonStream(request).prepare()
+    try:
+        await daemon.pusher.push(ref, auth, stream.send)
+        daemon.events.emit("image", "push", ref.familiar(), name=ref.familiar())
+    except (ImageError, RegistryError, OSError) as e:
+        log.warning("push %s failed: %s", ref, e)
+        stream.error(str(e))
+    return await stream.finish()
+
+
+async def auth_login(request: web.Request) -> web.Response:
+    """POST /auth: check credentials against a registry, as `docker login` asks the daemon to."""
+    try:
+        body = await request.json()
+    except ValueError:
+        raise BadRequest("invalid JSON body") from None
+    from ..distribution import AuthConfig
+
+    auth = AuthConfig.from_dict(body if isinstance(body, dict) else {})
+    server = body.get("serveraddress") or "https://index.docker.io/v1/"
+    try:
+        status = await daemon_of(request).registry.check_login(server, auth)
+    except RegistryError as e:
+        raise ApiError(str(e), getattr(e, "http_status", 500)) from None
+    return json_response({"IdentityToken": "", "Status": status})
 
 
 async def list_images(request: web.Request) -> web.Response:
@@ -147,5 +188,7 @@ ROUTES = [
     Route("GET", "/images/{name:.+}/json", inspect),
     Route("GET", "/images/{name:.+}/history", history),
     Route("POST", "/images/{name:.+}/tag", tag),
+    Route("POST", "/images/{name:.+}/push", push),
     Route("DELETE", "/images/{name:.+}", remove),
+    Route("POST", "/auth", auth_login),
 ]

@@ -142,7 +142,10 @@ class Puller:
                     plan.config_blob,
                     layers,
                     plan.manifest.media_type,
-                    extra={"manifests": [digest for digest, _ in plan.stored]},
+                    extra={
+                        "manifests": [digest for digest, _ in plan.stored],
+                        "manifest": plan.manifest.digest,
+                    },
                 )
                 store = self.images.store
                 previous = None

@@ -15,6 +15,7 @@ from typing import Any
 from .. import API_VERSION, MIN_API_VERSION, __version__
 from ..distribution import RegistryClient, RegistryHosts
 from ..distribution.pull import Puller
+from ..distribution.push import Pusher
 from ..images import ImageService
 from .config import DEFAULT_RUNTIME, DaemonConfig
 from .events import EventBus
@@ -46,6 +47,7 @@ class Daemon:
             RegistryHosts.from_config(config), max_attempts=config.max_download_attempts
         )
         self.puller = Puller(self.images, self.registry, config.max_concurrent_downloads)
+        self.pusher = Pusher(self.images, self.registry, config.max_concurrent_uploads)
 
     async def close(self) -> None:
         await self.registry.close()

@@ -51,6 +51,9 @@ class BlobWriter:
         self._hash.update(data)
         self.size += len(data)
 
+    def flush(self) -> None:
+        """For writers such as gzip.GzipFile that flush their file object; commit() does the fsync."""
+
     @property
     def digest(self) -> str:
         return "sha256:" + self._hash.hexdigest()

@@ -23,6 +23,9 @@ COMMANDS: list[CommandSpec] = [
     CommandSpec("info", "system", "Display system-wide information", "Common Commands"),
     CommandSpec("version", "system", "Show the Dockyard version information", "Common Commands"),
     CommandSpec("image", "", "Manage images", "Management Commands"),
+    CommandSpec("push", "registry", "Upload an image to a registry", "Common Commands"),
+    CommandSpec("login", "registry", "Log in to a registry", "Common Commands"),
+    CommandSpec("logout", "registry", "Log out from a registry", "Common Commands"),
     CommandSpec("events", "system", "Get real time events from the server"),
     CommandSpec("history", "images", "Show the history of an image"),
     CommandSpec("rmi", "images", "Remove one or more images"),
@@ -42,6 +45,7 @@ SUBCOMMANDS: dict[str, list[CommandSpec]] = {
         CommandSpec("image ls", "images", "List images", aliases=("image list",)),
         CommandSpec("image prune", "images", "Remove unused images"),
         CommandSpec("image pull", "images", "Download an image from a registry"),
+        CommandSpec("image push", "registry", "Upload an image to a registry"),
         CommandSpec("image rm", "images", "Remove one or more images", aliases=("image remove",)),
         CommandSpec("image tag", "images", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
         CommandSpec(

@@ -64,6 +64,9 @@ async def create(request: web.Request) -> web.StreamResponse:
     except (ImageError, RegistryError, OSError) as e:
         log.warning("pull %s failed: %s", ref, e)
         stream.error(str(e))
+    except Exception as e:  # the 200 is sent: a bug must still end the stream as an error line
+        log.exception("pull %s failed", ref)
+        stream.error(str(e) or e.__class__.__name__)
     return await stream.finish()
 
 
@@ -88,6 +91,9 @@ async def push(request: web.Request) -> web.StreamResponse:
     except (ImageError, RegistryError, OSError) as e:
         log.warning("push %s failed: %s", ref, e)
         stream.error(str(e))
+    except Exception as e:  # the 200 is sent: a bug must still end the stream as an error line
+        log.exception("push %s failed", ref)
+        stream.error(str(e) or e.__class__.__name__)
     return await stream.finish()
 
 

@@ -124,9 +124,8 @@ class Puller:
         ref = plan.ref
         progress(progress_message(f"Pulling from {ref.path}", ref.tag or ref.digest or "latest"))
         chains = chain_ids(plan.diff_ids)
-        for chain in chains:
-            self.images.pinned_chains[chain] = self.images.pinned_chains.get(chain, 0) + 1
-        try:
+        blobs = [d.digest for d in plan.manifest.layers]
+        with self.images.pinned(chains + blobs):
             if plan.image_id not in self.images.store.images or not all(
                 self.images.snapshots.exists(c) for c in chains
             ):
@@ -135,7 +134,7 @@ class Puller:
                 for digest, data in plan.stored:
                     self.images.content.put(data, digest)
                 layers = [
-                    LayerRecord(d.digest, d.media_type, d.size, diff_id)
+                    self._layer_record(d.digest, d.media_type, d.size, diff_id)
                     for d, diff_id in zip(plan.manifest.layers, plan.diff_ids, strict=True)
                 ]
                 record = self.images.register(
@@ -152,16 +151,20 @@ class Puller:
                 if ref.tag:
                     previous = store.set_ref(Reference(ref.domain, ref.path, ref.tag, None), record.id)
                 store.set_ref(Reference(ref.domain, ref.path, None, plan.digest), record.id)
-        finally:
-            for chain in chains:
-                self.images.pinned_chains[chain] -= 1
-                if not self.images.pinned_chains[chain]:
-                    del self.images.pinned_chains[chain]
         progress(progress_message(f"Digest: {plan.digest}"))
         shown = ref.familiar()
         if ref.tag and previous == record.id:
             return record, f"Status: Image is up to date for {shown}"
         return record, f"Status: Downloaded newer image for {shown}"
+
+    def _layer_record(self, digest: str, media_type: str, size: int, diff_id: str) -> LayerRecord:
+        """The layer as this manifest names it; but when the layer was already unpacked from another
+        blob (the same tar compressed differently), that stored blob, so push and save always find one."""
+        if not self.images.content.has(digest):
+            stored = self.images.stored_layer(diff_id)
+            if stored is not None:
+                return stored
+        return LayerRecord(digest, media_type, size, diff_id)
 
     async def _fetch_layers(
         self, plan: PullPlan, chains: list[str], auth: AuthConfig | None, progress: Progress

@@ -729,18 +729,17 @@ def _plan_oci_layout(spool: _Spool, platform_ok: PlatformFilter) -> list[_ImageP
     index = _read_json(spool, OCI_INDEX_FILE)
     if not isinstance(index, dict) or not isinstance(index.get("manifests") or [], list):
         raise ArchiveError("invalid archive: index.json is not an image index")
-    plans: dict[str, _ImagePlan] = {}
+    plans: list[_ImagePlan] = []
     for descriptor in index.get("manifests") or []:
         if not isinstance(descriptor, dict):
             raise ArchiveError("invalid archive: index.json lists a bad descriptor")
-        tags = _descriptor_names(descriptor)
         for manifest in _manifests(spool, descriptor, platform_ok, depth=0):
             plan = _plan_manifest(spool, manifest)
-            known = plans.setdefault(sha256_digest(plan.config_blob), plan)
-            known.tags += [t for t in tags if all(str(t) != str(k) for k in known.tags)]
+            plan.tags = _descriptor_names(descriptor)
+            plans.append(plan)
     if index.get("manifests") and not plans:
         raise ArchiveError("no image in the archive matches this platform")
-    return list(plans.values())
+    return plans
 
 
 def _manifests(
@@ -974,7 +973,7 @@ async def load(
         except BaseException:
             async with service.lock:
                 _unpin(service, pinned)
-                pinned = []
+                pinned = []  # released first, so the snapshots this load made can go
                 _drop_unused_chains(service, created)
             raise
         finally:

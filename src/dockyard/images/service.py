@@ -8,10 +8,12 @@ through `lock`, so a removal never races a pull that is about to use the same la
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import json
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -83,8 +85,18 @@ class ImageService:
         self.store = ImageStore(root / "images")
         self.lock = asyncio.Lock()
         self.container_users: ContainerUsers = lambda image_id: []
-        # Snapshots a pull is putting together right now: never collected while in use.
-        self.pinned_chains: dict[str, int] = {}
+        # Snapshots and blobs a pull is putting together right now: never collected while in use.
+        self._pins: Counter[str] = Counter()
+
+    @contextlib.contextmanager
+    def pinned(self, keys: list[str]) -> Iterator[None]:
+        """Keep these chain IDs and blob digests from garbage collection while a pull works on them."""
+        self._pins.update(keys)
+        try:
+            yield
+        finally:
+            self._pins.subtract(keys)
+            self._pins += Counter()  # drop the zero counts
 
     def recover(self) -> None:
         self.content.recover()
@@ -323,8 +335,8 @@ class ImageService:
 
     def _collect_garbage(self) -> list[str]:
         """Delete snapshots and blobs no image needs (and no pull is using); return removed chain IDs."""
-        wanted_chains: set[str] = set(self.pinned_chains)
-        wanted_blobs: set[str] = set()
+        wanted_chains: set[str] = set(self._pins)
+        wanted_blobs: set[str] = set(self._pins)
         for record in self.store.images.values():
             wanted_chains.update(chain_ids([layer.diff_id for layer in record.layers]))
             wanted_blobs.add(record.id)
@@ -410,6 +422,14 @@ class ImageService:
             record.extra["manifests"] = sorted(set(existing.extra["manifests"]) | set(extra["manifests"]))
         self.store.add(record)
         return record
+
+    def stored_layer(self, diff_id: str) -> LayerRecord | None:
+        """A layer record of any image whose blob for this diff ID is in the content store."""
+        for record in self.store.images.values():
+            for layer in record.layers:
+                if layer.diff_id == diff_id and self.content.has(layer.digest):
+                    return layer
+        return None
 
     def counts(self) -> int:
         return len(self.store.images)

@@ -163,7 +163,7 @@ def assert_untouched(service: ImageService) -> None:
     assert service.snapshots.all() == {}
     assert list(service.content.digests()) == []
     assert list(service.content.ingest_dir.iterdir()) == []
-    assert not service.pinned_chains
+    assert not service.pinned_keys()
 
 
 # ------------------------------------------------------------------------------------------- save

@@ -923,7 +923,7 @@ def _register(service: ImageService, plans: list[_ImagePlan]) -> LoadResult:
 
 def _drop_unused_chains(service: ImageService, chains: list[str]) -> None:
     """Remove snapshots a failed load made that no image and no other pull or load uses."""
-    used: set[str] = set(service.pinned_chains)
+    used: set[str] = service.pinned_keys()
     for record in service.store.images.values():
         used.update(chain_ids([layer.diff_id for layer in record.layers]))
     for chain in reversed(chains):
@@ -963,21 +963,16 @@ async def load(
         )
         plans = _merge_same_images(plans)
         pinned = [chain for plan in plans for chain in plan.chains]
-        for chain in pinned:
-            service.pinned_chains[chain] = service.pinned_chains.get(chain, 0) + 1
         created: list[str] = []
         try:
-            await loop.run_in_executor(None, _unpack, service, plans, created, report)
-            async with service.lock:
-                return _register(service, plans)
+            with service.pinned(pinned):
+                await loop.run_in_executor(None, _unpack, service, plans, created, report)
+                async with service.lock:
+                    return _register(service, plans)
         except BaseException:
-            async with service.lock:
-                _unpin(service, pinned)
-                pinned = []  # released first, so the snapshots this load made can go
+            async with service.lock:  # the pins are released: the snapshots this load made can go
                 _drop_unused_chains(service, created)
             raise
-        finally:
-            _unpin(service, pinned)
     finally:
         await loop.run_in_executor(None, spool.cleanup)
 
@@ -990,15 +985,6 @@ def _merge_same_images(plans: list[_ImagePlan]) -> list[_ImagePlan]:
         if known is not plan:
             known.tags += [t for t in plan.tags if all(str(t) != str(k) for k in known.tags)]
     return list(merged.values())
-
-
-def _unpin(service: ImageService, chains: list[str]) -> None:
-    for chain in chains:
-        count = service.pinned_chains.get(chain, 0) - 1
-        if count > 0:
-            service.pinned_chains[chain] = count
-        else:
-            service.pinned_chains.pop(chain, None)
 
 
 # --------------------------------------------------------------------------------------------- import

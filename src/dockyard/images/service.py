@@ -98,6 +98,9 @@ class ImageService:
             self._pins.subtract(keys)
             self._pins += Counter()  # drop the zero counts
 
+    def pinned_keys(self) -> set[str]:
+        return set(self._pins)
+
     def recover(self) -> None:
         self.content.recover()
         self.snapshots.recover()

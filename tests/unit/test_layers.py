@@ -23,6 +23,7 @@ from dockyard.images.layers import (
     LayerError,
     apply_layer,
     clean_entry_name,
+    inherit_implicit_dirs,
     resolve_dir_in_root,
 )
 
@@ -227,6 +228,20 @@ def test_implicit_parent_copies_lower_directory(tmp_path: Path) -> None:
     upper = tmp_path / "upper"
     apply(upper, [f("tmp/new", b"x"), f("srv/x/y", b"y"), f("fresh/z", b"z")], lower_dirs=[lower])
     # overlayfs shows the upper directory's attributes, so a bare parent must not mask the lower one
+    assert stat.S_IMODE(os.stat(upper / "tmp").st_mode) == 0o1777
+    assert os.stat(upper / "tmp").st_mtime == T0 + 5
+    assert stat.S_IMODE(os.stat(upper / "srv").st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(upper / "srv/x").st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(upper / "fresh").st_mode) == 0o755
+
+
+def test_implicit_parents_fixed_up_after_unpacking_out_of_order(tmp_path: Path) -> None:
+    upper = tmp_path / "upper"  # unpacked first, as a pull does when the upper layer arrives first
+    result = apply(upper, [f("tmp/new", b"x"), f("srv/x/y", b"y"), f("fresh/z", b"z")])
+    assert sorted(result.implicit_dirs) == ["fresh", "srv", "srv/x", "tmp"]
+    lower = tmp_path / "lower"
+    apply(lower, [d("tmp/", mode=0o1777, mtime=T0 + 5), d("srv/", mode=0o700)])
+    inherit_implicit_dirs(upper, result.implicit_dirs, [lower])
     assert stat.S_IMODE(os.stat(upper / "tmp").st_mode) == 0o1777
     assert os.stat(upper / "tmp").st_mtime == T0 + 5
     assert stat.S_IMODE(os.stat(upper / "srv").st_mode) == 0o700

@@ -21,7 +21,7 @@ from ..images.content import DigestMismatch, sha256_digest
 from ..images.ingest import ChunkPipe, DecompressingReader
 from ..images.layers import LayerError
 from ..images.service import ImageError, ImageService
-from ..images.snapshots import chain_ids
+from ..images.snapshots import VFS, PendingSnapshot, chain_ids
 from ..images.store import ImageRecord, LayerRecord
 from ..reference import Reference
 from ..units import human_size
@@ -241,22 +241,43 @@ class Puller:
         progress: Progress,
         short: str,
     ) -> None:
+        """Unpack the layer as soon as its bytes are here; commit it once its parent is committed.
+
+        With overlayfs a layer unpacks into a directory of its own, so layers unpack concurrently and
+        only the commit (a rename, after giving implicitly created directories the attributes of the
+        layers below) waits for the order. The copy-based snapshotter starts from a copy of the parent,
+        so there the download goes ahead and the unpacking waits.
+        """
         desc = plan.manifest.layers[i]
         diff_id = plan.diff_ids[i]
-        content = self.images.content
-        if not content.has(desc.digest):
-            progress(progress_message("Pulling fs layer", short))
-            if limiter.locked():
-                progress(progress_message("Waiting", short))
-            async with limiter:
-                if not parent or self.images.snapshots.exists(parent):
-                    await self._stream_and_apply(plan, desc, chain, parent, diff_id, auth, progress, short)
-                    progress(progress_message("Pull complete", short))
-                    return
-                await self._download(plan, desc, auth, progress, short)
-        if parent:
-            await committed[i - 1]
-        await self._apply_from_store(desc.digest, chain, parent, diff_id, progress, short, desc.size)
+        ordered = self.images.snapshots.driver == VFS
+        pending: PendingSnapshot | None = None
+        try:
+            if not self.images.content.has(desc.digest):
+                progress(progress_message("Pulling fs layer", short))
+                if limiter.locked():
+                    progress(progress_message("Waiting", short))
+                async with limiter:
+                    if ordered:
+                        await self._download(plan, desc, auth, progress, short)
+                    else:
+                        pending = await self._stream_and_apply(
+                            plan, desc, chain, parent, diff_id, auth, progress, short
+                        )
+            if parent:
+                await committed[i - 1]
+            if pending is None:
+                pending = await self._apply_from_store(
+                    desc.digest, chain, parent, diff_id, progress, short, desc.size
+                )
+            pending.commit()
+        except BaseException as e:
+            if pending is not None:
+                pending.abort()
+            converted = _layer_error(e)
+            if converted is e:
+                raise
+            raise converted from e
         progress(progress_message("Pull complete", short))
 
     async def _download(
@@ -283,21 +304,19 @@ class Puller:
 
     async def _apply_from_store(
         self, digest: str, chain: str, parent: str, diff_id: str, progress: Progress, short: str, total: int
-    ) -> None:
+    ) -> PendingSnapshot:
+        """Unpack a stored blob into a new pending snapshot (the caller commits or aborts it)."""
         pending = self.images.snapshots.prepare(chain, parent, diff_id)
         try:
             with self.images.content.open(digest) as blob:
                 reader = DecompressingReader(blob)
                 work = asyncio.get_running_loop().run_in_executor(None, pending.apply, reader)
-                await self._await_extraction(work, reader, progress, short, total)
+                await self._await_extraction(work, lambda: reader, progress, short, total)
             self._check_diff_id(reader.diff_id, diff_id)
-            pending.commit()
-        except BaseException as e:
+            return pending
+        except BaseException:
             pending.abort()
-            converted = _layer_error(e)
-            if converted is e:
-                raise
-            raise converted from e
+            raise
 
     async def _stream_and_apply(
         self,
@@ -309,7 +328,9 @@ class Puller:
         auth: AuthConfig | None,
         progress: Progress,
         short: str,
-    ) -> None:
+    ) -> PendingSnapshot:
+        """Download a blob into the content store while a worker thread unpacks it into a new pending
+        snapshot; both digests are verified before the blob is committed. Returns the pending snapshot."""
         loop = asyncio.get_running_loop()
         pending = self.images.snapshots.prepare(chain, parent, diff_id)
         writer = self.images.content.writer(desc.digest)
@@ -339,9 +360,6 @@ class Puller:
                     if now - last >= PROGRESS_INTERVAL:
                         last = now
                         progress(progress_message("Downloading", short, writer.size, total))
-                        reader = holder.get("reader")
-                        if reader is not None and reader.compressed_read:
-                            progress(progress_message("Extracting", short, reader.compressed_read, total))
             if work.done():
                 await work
             progress(progress_message("Verifying Checksum", short))
@@ -349,39 +367,36 @@ class Puller:
                 raise DigestMismatch(f"filesystem layer verification failed for digest {desc.digest}")
             progress(progress_message("Download complete", short))
             pipe.close()
-            await self._await_extraction(work, holder.get("reader"), progress, short, total, holder)
+            await self._await_extraction(work, lambda: holder.get("reader"), progress, short, total)
             self._check_diff_id(holder["reader"].diff_id, diff_id)
             writer.commit()
-            pending.commit()
+            return pending
         except BaseException as e:
             pipe.abort(e if isinstance(e, Exception) else RuntimeError("cancelled"))
             writer.abort()
             with contextlib.suppress(BaseException):
                 await work
             pending.abort()
-            converted = _layer_error(e)
-            if converted is e:
-                raise
-            raise converted from e
+            raise
 
     async def _await_extraction(
         self,
         work: asyncio.Future[Any],
-        reader: DecompressingReader | None,
+        reader: Callable[[], DecompressingReader | None],
         progress: Progress,
         short: str,
         total: int,
-        holder: dict[str, DecompressingReader] | None = None,
     ) -> None:
+        """Wait for the unpacking thread, reporting "Extracting" progress from the bytes it has read."""
         while True:
             try:
                 await asyncio.wait_for(asyncio.shield(work), PROGRESS_INTERVAL * 2)
                 break
             except TimeoutError:
-                current = reader or (holder or {}).get("reader")
+                current = reader()
                 if current is not None:
                     progress(progress_message("Extracting", short, current.compressed_read, total))
-        current = reader or (holder or {}).get("reader")
+        current = reader()
         if current is not None:
             progress(progress_message("Extracting", short, current.compressed_read, total))
 

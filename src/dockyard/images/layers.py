@@ -75,6 +75,8 @@ class AppliedLayer:
     size: int = 0
     entries: int = 0
     skipped: list[str] = field(default_factory=list)
+    # Parent directories the layer did not list (relative names): see inherit_implicit_dirs.
+    implicit_dirs: list[str] = field(default_factory=list)
 
 
 def apply_layer(
@@ -484,22 +486,10 @@ class _Applier:
         os.mkdir(path, 0o755)
         os.chmod(path, 0o755)  # whatever the umask
         self.unpacked.add(path)
-        for lower in self.lowers:
-            try:
-                lower_dir = resolve_dir_in_root(lower, rel)
-            except OSError:
-                return  # replaced by a non-directory below: nothing to copy
-            if lower_dir is None:
-                continue
-            st = os.lstat(lower_dir)
-            if self.same_owner:
-                os.lchown(path, st.st_uid, st.st_gid)
-            for key in os.listxattr(lower_dir, follow_symlinks=False):
-                if not key.startswith(_OVERLAY_XATTR_PREFIX):
-                    self._setxattr(path, key, os.getxattr(lower_dir, key, follow_symlinks=False))
-            os.chmod(path, stat.S_IMODE(st.st_mode))
-            self.dir_times.append((path, st.st_atime_ns, st.st_mtime_ns))
-            return
+        self.result.implicit_dirs.append(rel)
+        times = _copy_lower_dir_attributes(path, rel, self.lowers, self.same_owner)
+        if times is not None:
+            self.dir_times.append((path, *times))
 
     # -- metadata -------------------------------------------------------------------------------------
 
@@ -548,6 +538,52 @@ class _Applier:
     def cleanup(self) -> None:
         if self.aufs_dir is not None:
             shutil.rmtree(self.aufs_dir, ignore_errors=True)
+
+
+def _copy_lower_dir_attributes(
+    path: str, rel: str, lowers: Sequence[str], same_owner: bool
+) -> tuple[int, int] | None:
+    """Give `path` the owner, xattrs and mode of `rel` in the uppermost lower layer that has it, as
+    containerd does (so a 1777 /tmp is not masked by a 0755 one); returns that directory's times."""
+    for lower in lowers:
+        try:
+            lower_dir = resolve_dir_in_root(lower, rel)
+        except OSError:
+            return None  # replaced by a non-directory below: nothing to copy
+        if lower_dir is None:
+            continue
+        st = os.lstat(lower_dir)
+        if same_owner:
+            os.lchown(path, st.st_uid, st.st_gid)
+        for key in os.listxattr(lower_dir, follow_symlinks=False):
+            if not key.startswith(_OVERLAY_XATTR_PREFIX):
+                _Applier._setxattr(path, key, os.getxattr(lower_dir, key, follow_symlinks=False))
+        os.chmod(path, stat.S_IMODE(st.st_mode))
+        return st.st_atime_ns, st.st_mtime_ns
+    return None
+
+
+def inherit_implicit_dirs(
+    dest: Path, implicit_dirs: Sequence[str], lower_dirs: Sequence[Path], same_owner: bool | None = None
+) -> None:
+    """Do afterwards what `apply_layer(lower_dirs=...)` does while unpacking: so a layer can be unpacked
+    before the layers below it are, and fixed up once they are (lower_dirs uppermost first)."""
+    if same_owner is None:
+        same_owner = os.geteuid() == 0
+    root = os.path.realpath(dest)
+    lowers = [os.path.realpath(p) for p in lower_dirs]
+    # Deepest first, so setting a directory's times is not undone by touching one inside it.
+    for rel in sorted(implicit_dirs, key=lambda r: r.count("/"), reverse=True):
+        try:
+            path = resolve_dir_in_root(root, rel)
+        except OSError:
+            continue  # replaced later in the layer by a non-directory
+        if path is None:
+            continue
+        st = os.lstat(path)
+        times = _copy_lower_dir_attributes(path, rel, lowers, same_owner)
+        # Keep the times the layer left (its own entries inside changed them), unless the lower had some.
+        os.utime(path, ns=times or (st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
 def _times_ns(member: tarfile.TarInfo) -> tuple[int, int]:

@@ -22,7 +22,7 @@ from typing import BinaryIO
 
 from ..linux.mount import MNT_DETACH, mount, umount
 from .content import digest_hex
-from .layers import AppliedLayer, apply_layer
+from .layers import AppliedLayer, apply_layer, inherit_implicit_dirs
 
 OVERLAY = "overlay2"
 VFS = "vfs"
@@ -77,6 +77,7 @@ class PendingSnapshot:
     def __init__(self, snapshotter: Snapshotter, chain_id: str, parent: str, diff_id: str) -> None:
         self._snapshotter = snapshotter
         self.info = SnapshotInfo(chain_id, parent, diff_id, 0)
+        self._implicit_dirs: list[str] = []
         self.dir = Path(tempfile.mkdtemp(prefix=".tmp-", dir=snapshotter.root))
         self.fs = self.dir / "fs"
         if snapshotter.driver == VFS and parent:
@@ -88,15 +89,21 @@ class PendingSnapshot:
             self.fs.mkdir()
 
     def apply(self, stream: BinaryIO) -> AppliedLayer:
-        lower = self._snapshotter.lower_dirs(self.info.parent) if self.info.parent else []
+        """Unpack the layer. With overlayfs this needs nothing from the parent yet (see commit)."""
         if self._snapshotter.driver == OVERLAY:
-            result = apply_layer(stream, self.fs, whiteout_mode="overlay", lower_dirs=lower)
+            result = apply_layer(stream, self.fs, whiteout_mode="overlay")
         else:
             result = apply_layer(stream, self.fs, whiteout_mode="delete")
         self.info.size = result.size
+        self._implicit_dirs = result.implicit_dirs
         return result
 
     def commit(self) -> SnapshotInfo:
+        """Publish the snapshot; its parent must be committed already."""
+        if self._snapshotter.driver == OVERLAY and self.info.parent and self._implicit_dirs:
+            inherit_implicit_dirs(
+                self.fs, self._implicit_dirs, self._snapshotter.lower_dirs(self.info.parent)
+            )
         (self.dir / "snapshot.json").write_text(json.dumps(asdict(self.info)))
         target = self._snapshotter.dir(self.info.chain_id)
         try:

@@ -37,6 +37,9 @@ for _ in $(seq 100); do
 done
 
 step dockyard version
-step dockyard info
+step dockyard pull httpd        # Docker Hub's httpd, served by the local mirror
+step dockyard images
+step dockyard history httpd
+step dockyard rmi httpd
 echo
-echo "The daemon is up. (pull, run, stop, logs, rm and rmi arrive with the images and containers issues.)"
+echo "(run, stop, logs and rm arrive with the containers issue; the scenario will run httpd between pull and rmi.)"

@@ -180,6 +180,11 @@ def test_dockyard_cli_pull_images_tag_history_rmi(dockyard, pushed):
     assert listed.returncode == 0
     assert listed.stdout.splitlines()[0].split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
     assert any(line.startswith(target.split(":")[0]) for line in listed.stdout.splitlines())
+    inspected = dockyard("inspect", "--format", "{{json .RepoTags}}", target)
+    assert inspected.returncode == 0, inspected.output
+    assert target in inspected.stdout
+    missing = dockyard("inspect", "no-such-thing")
+    assert missing.returncode == 1 and "Error: No such object: no-such-thing" in missing.stderr
     history = dockyard("history", target)
     assert history.returncode == 0, history.output
     assert "COPY dir:htdocs" in history.stdout

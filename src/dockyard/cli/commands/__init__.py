@@ -28,6 +28,7 @@ COMMANDS: list[CommandSpec] = [
     CommandSpec("logout", "registry", "Log out from a registry", "Common Commands"),
     CommandSpec("events", "system", "Get real time events from the server"),
     CommandSpec("history", "images", "Show the history of an image"),
+    CommandSpec("inspect", "images", "Return low-level information on Dockyard objects"),
     CommandSpec("rmi", "images", "Remove one or more images"),
     CommandSpec("tag", "images", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
     CommandSpec("import", "archive", "Import the contents from a tarball to create a filesystem image"),

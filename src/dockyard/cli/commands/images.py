@@ -74,6 +74,15 @@ def configure(spec: CommandSpec) -> CommandParser:
         )
         p.add_argument("-f", "--format", metavar="string", help="Format output using a custom template")
         p.add_argument("images", nargs="+", metavar="IMAGE")
+    elif name == "inspect":
+        p = CommandParser(
+            name,
+            "dockyard inspect [OPTIONS] NAME|ID [NAME|ID...]",
+            "Return low-level information on Dockyard objects",
+        )
+        p.add_argument("-f", "--format", metavar="string", help="Format output using a custom template")
+        p.add_argument("--type", metavar="string", help="Return JSON for specified type")
+        p.add_argument("images", nargs="+", metavar="NAME|ID")
     elif name in ("history", "image history"):
         p = CommandParser(name, f"dockyard {name} [OPTIONS] IMAGE", "Show the history of an image")
         p.add_argument(
@@ -114,6 +123,7 @@ def run(args: Any, client: ApiClient) -> int:
         "tag": tag,
         "image tag": tag,
         "image inspect": inspect,
+        "inspect": inspect,
         "history": history,
         "image history": history,
         "image prune": prune,
@@ -261,7 +271,8 @@ def inspect(args: Any, client: ApiClient) -> int:
         except ApiError as e:
             if e.status != 404:
                 raise
-            print(f"Error: No such image: {name}", file=sys.stderr)
+            kind = "object" if args.command == "inspect" else "image"
+            print(f"Error: No such {kind}: {name}", file=sys.stderr)
             status = 1
     if args.format:
         from ..template import render

@@ -34,6 +34,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import BinaryIO, Literal
 
+from .tarstream import TarFormatError, TarStream
+
 __all__ = [
     "AppliedLayer",
     "LayerError",
@@ -109,27 +111,22 @@ def apply_layer(
         os.path.realpath(dest), whiteout_mode, same_owner, [os.path.realpath(p) for p in lower_dirs]
     )
     try:
-        try:
-            archive = tarfile.open(
-                fileobj=counted, mode="r|", tarinfo=_StrictTarInfo, encoding="utf-8", errors="surrogateescape"
-            )
-        except (tarfile.TarError, _CorruptTar) as e:
-            if counted.count == 0:  # a zero-byte blob is an empty layer, as Go's tar reader sees it
-                return applier.result
-            raise LayerError(f"invalid layer: not a tar stream ({e})") from e
-        with archive:
-            while True:
-                try:
-                    member = archive.next()
-                except (tarfile.TarError, _CorruptTar) as e:
-                    raise LayerError(f"invalid layer tar stream: {e}") from e
-                if member is None:
-                    break
-                archive.members.clear()  # tarfile keeps every member otherwise: memory grows per entry
-                try:
-                    applier.apply(member, archive)
-                except tarfile.TarError as e:  # e.g. the stream ends inside a file's data
-                    raise LayerError(f"invalid layer tar stream: {e}") from e
+        archive = TarStream(counted)
+        while True:
+            try:
+                member = archive.next()
+            except TarFormatError as e:
+                if archive.first:
+                    if counted.count == 0:  # a zero-byte blob is an empty layer, as Go's tar reader sees it
+                        return applier.result
+                    raise LayerError(f"invalid layer: not a tar stream ({e})") from e
+                raise LayerError(f"invalid layer tar stream: {e}") from e
+            if member is None:
+                break
+            try:
+                applier.apply(member, archive)
+            except TarFormatError as e:  # e.g. the stream ends inside a file's data
+                raise LayerError(f"invalid layer tar stream: {e}") from e
         applier.finish()
     except LayerError:
         # An OSError from the stream (a dropped connection) passes through the entry's error handling;

@@ -58,6 +58,8 @@ _OVERLAY_XATTR_PREFIX = "trusted.overlay."
 _PAX_XATTR_PREFIX = "SCHILY.xattr."
 _MAX_SYMLINKS = 40  # Linux's own limit before ELOOP
 _CHUNK = 1 << 20
+_UMASK = os.umask(0o022)  # read once (umask can only be read by setting it)
+os.umask(_UMASK)
 _NS_MIN, _NS_MAX = -(1 << 63), (1 << 63) - 1
 _SECONDS_MAX = _NS_MAX // 1_000_000_000
 
@@ -263,6 +265,9 @@ class _Applier:
         self.dir_cache: dict[str, str] = {}
         self.aufs_dir: str | None = None
         self.aufs_links: dict[str, tarfile.TarInfo] = {}
+        # An overlay layer unpacks into an empty directory: a path not in `unpacked` holds nothing.
+        self.fresh = mode == "overlay" and not os.listdir(root)
+        self.ids = (os.geteuid(), os.getegid())
 
     # -- entry dispatch -------------------------------------------------------------------------------
 
@@ -304,6 +309,9 @@ class _Applier:
     # -- creating entries -----------------------------------------------------------------------------
 
     def _create(self, path: str, member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
+        if member.isreg() and self.fresh and path not in self.unpacked:
+            self._create_new_file(path, member, archive)
+            return
         merge = self._clear(path, keep_dir=member.isdir())
         if member.isdir():
             if not merge:
@@ -343,6 +351,39 @@ class _Applier:
             raise _entry_error(member.name, f"unsupported tar entry type {member.type!r}")
         self._set_metadata(path, member)
         self._set_times(path, member)
+
+    def _create_new_file(self, path: str, member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
+        """The common case, made cheap: a regular file where nothing exists yet (an overlay layer starts
+        empty and `unpacked` holds all it made), written and finished through its descriptor, with the
+        calls that would change nothing left out."""
+        mode = stat.S_IMODE(member.mode)
+        chown = self.same_owner and (member.uid, member.gid) != self.ids
+        exact = not chown and not mode & 0o7000 and not mode & _UMASK  # open() sets the mode as is
+        source = archive.extractfile(member)
+        assert source is not None  # regular members always have data
+        fd = os.open(
+            path,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            mode if exact else 0o600,
+        )
+        try:
+            while chunk := source.read(_CHUNK):
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view) :]
+            if chown:  # before chmod: chown clears setuid/setgid bits and file capabilities
+                os.fchown(fd, member.uid, member.gid)
+            for key, value in member.pax_headers.items():
+                if key.startswith(_PAX_XATTR_PREFIX):
+                    xattr = key[len(_PAX_XATTR_PREFIX) :]
+                    if not xattr.startswith(_OVERLAY_XATTR_PREFIX):
+                        self._setxattr(fd, xattr, value.encode("utf-8", "surrogateescape"))
+            if not exact:
+                os.fchmod(fd, mode)
+            os.utime(fd, ns=_times_ns(member))
+        finally:
+            os.close(fd)
+        self.unpacked.add(path)
 
     def _write_file(self, path: str, source: BinaryIO) -> None:
         # O_EXCL|O_NOFOLLOW: the path was just cleared, so anything there now is not ours to write through.
@@ -506,9 +547,12 @@ class _Applier:
             os.chmod(path, stat.S_IMODE(member.mode))
 
     @staticmethod
-    def _setxattr(path: str, key: str, value: bytes) -> None:
+    def _setxattr(path: str | int, key: str, value: bytes) -> None:
         try:
-            os.setxattr(path, key, value, follow_symlinks=False)
+            if isinstance(path, int):
+                os.setxattr(path, key, value)
+            else:
+                os.setxattr(path, key, value, follow_symlinks=False)
         except OSError as e:
             # As Docker: a filesystem without xattrs, or a namespace we may not write (security.* when
             # unprivileged, user.* on a symlink), loses the attribute rather than the whole layer.

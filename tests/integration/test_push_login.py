@@ -102,6 +102,8 @@ def test_login_push_pull_logout_with_basic_auth(dockyard, daemon, private_regist
     assert dockyard("rmi", target).returncode == 0
     anonymous = dockyard("pull", target, env=env)
     assert anonymous.returncode == 1
+    assert "pull access denied" in anonymous.stderr or "unauthorized" in anonymous.stderr
+    assert len(anonymous.stderr.strip().splitlines()) == 1
 
 
 def test_docker_login_through_the_official_cli(docker, private_registry, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 
 from aiohttp import web
 
@@ -57,17 +58,27 @@ async def create(request: web.Request) -> web.StreamResponse:
     except (ImageError, RegistryError) as e:
         raise image_error(e) from None
     stream = await JsonStream(request).prepare()
-    try:
-        record, status = await daemon.puller.fetch(plan, auth, stream.send)
+
+    async def work() -> None:
+        _, status = await daemon.puller.fetch(plan, auth, stream.send)
         stream.send({"status": status})
         daemon.events.emit("image", "pull", ref.familiar(), name=ref.familiar())
-    except (ImageError, RegistryError, OSError) as e:
-        log.warning("pull %s failed: %s", ref, e)
-        stream.error(str(e))
-    except Exception as e:  # the 200 is sent: a bug must still end the stream as an error line
-        log.exception("pull %s failed", ref)
-        stream.error(str(e) or e.__class__.__name__)
+
+    await _streamed(stream, work(), f"pull {ref}")
     return await stream.finish()
+
+
+async def _streamed(stream: JsonStream, work: Awaitable[None], what: str) -> None:
+    """Run work whose progress goes to an open stream: once the 200 is sent, a failure can only be
+    told as the stream's last line."""
+    try:
+        await work
+    except (ImageError, RegistryError, OSError) as e:
+        log.warning("%s failed: %s", what, e)
+        stream.error(str(e))
+    except Exception as e:  # a bug must still end the stream as an error line
+        log.exception("%s failed", what)
+        stream.error(str(e) or e.__class__.__name__)
 
 
 async def push(request: web.Request) -> web.StreamResponse:
@@ -85,15 +96,12 @@ async def push(request: web.Request) -> web.StreamResponse:
     except ImageError as e:
         raise image_error(e) from None
     stream = await JsonStream(request).prepare()
-    try:
+
+    async def work() -> None:
         await daemon.pusher.push(ref, auth, stream.send)
         daemon.events.emit("image", "push", ref.familiar(), name=ref.familiar())
-    except (ImageError, RegistryError, OSError) as e:
-        log.warning("push %s failed: %s", ref, e)
-        stream.error(str(e))
-    except Exception as e:  # the 200 is sent: a bug must still end the stream as an error line
-        log.exception("push %s failed", ref)
-        stream.error(str(e) or e.__class__.__name__)
+
+    await _streamed(stream, work(), f"push {ref}")
     return await stream.finish()
 
 

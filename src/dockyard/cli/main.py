@@ -107,6 +107,8 @@ def run(argv: list[str]) -> int:
     except ApiError as e:
         print(f"Error response from daemon: {e.message}", file=sys.stderr)
         return 1
+    except UsageError as e:  # an argument the command found wrong once it looked closer
+        return fail_usage(e)
     except KeyboardInterrupt:
         return 130
     finally:

@@ -83,3 +83,14 @@ def _docker_wording(message: str) -> str:
 def fail_usage(error: UsageError) -> int:
     print(str(error), file=sys.stderr)
     return USAGE_EXIT
+
+
+def parse_filters(items: list[str]) -> dict[str, dict[str, bool]]:
+    """`--filter key=value` flags as the API takes them: {"key": {"value": true}}, as the docker CLI sends."""
+    filters: dict[str, dict[str, bool]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"bad format of filter (expected name=value): {item}")
+        filters.setdefault(key, {})[value] = True
+    return filters

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..reference import InvalidReference, Reference, is_image_id_prefix, parse_reference
+from .changes import empty_container_config
 from .content import ContentStore, digest_hex
 from .snapshots import OVERLAY, VFS, Snapshotter, chain_ids, overlay_supported
 from .store import AmbiguousImage, ImageNotFound, ImageRecord, ImageStore, LayerRecord
@@ -202,7 +203,7 @@ class ImageService:
             "Comment": record.extra.get("comment", config.get("comment", "")),
             "Created": config.get("created", ""),
             "Container": config.get("container", ""),
-            "ContainerConfig": config.get("container_config") or _empty_container_config(),
+            "ContainerConfig": config.get("container_config") or empty_container_config(),
             "DockerVersion": config.get("docker_version", ""),
             "Author": config.get("author", ""),
             "Config": config.get("config"),
@@ -480,25 +481,3 @@ def _reference_matches(pattern: str, familiar: str) -> bool:
 def _label_matches(labels: dict[str, str], wanted: str) -> bool:
     key, sep, value = wanted.partition("=")
     return key in labels and (not sep or labels[key] == value)
-
-
-def _empty_container_config() -> dict[str, Any]:
-    return {
-        "Hostname": "",
-        "Domainname": "",
-        "User": "",
-        "AttachStdin": False,
-        "AttachStdout": False,
-        "AttachStderr": False,
-        "Tty": False,
-        "OpenStdin": False,
-        "StdinOnce": False,
-        "Env": None,
-        "Cmd": None,
-        "Image": "",
-        "Volumes": None,
-        "WorkingDir": "",
-        "Entrypoint": None,
-        "OnBuild": None,
-        "Labels": None,
-    }

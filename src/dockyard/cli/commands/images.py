@@ -8,7 +8,7 @@ import sys
 from ...reference import InvalidReference, parse_reference
 from ...units import human_size
 from ..client import ApiClient
-from ..parser import CommandParser, UsageError
+from ..parser import CommandParser, parse_filters
 from ..progress import StreamError, display_stream, json_lines
 from ..tables import ago, table
 from . import CommandSpec
@@ -169,26 +169,12 @@ def pull(args: Any, client: ApiClient) -> int:
     return 0
 
 
-def _filters(items: list[str]) -> dict[str, dict[str, bool]]:
-    filters: dict[str, dict[str, bool]] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise UsageError(f"bad format of filter (expected name=value): {item}")
-        filters.setdefault(key, {})[value] = True
-    return filters
-
-
 def _short_id(image_id: str, no_trunc: bool) -> str:
     return image_id if no_trunc else image_id.split(":", 1)[-1][:12]
 
 
 def list_images(args: Any, client: ApiClient) -> int:
-    try:
-        filters = _filters(args.filter)
-    except UsageError as e:
-        print(str(e), file=sys.stderr)
-        return 1
+    filters = parse_filters(args.filter)
     if args.repository:
         filters.setdefault("reference", {})[args.repository] = True
     images = client.get_json("/images/json", {"all": args.all, "filters": filters or None})
@@ -304,7 +290,7 @@ def history(args: Any, client: ApiClient) -> int:
 
 
 def prune(args: Any, client: ApiClient) -> int:
-    filters = _filters(args.filter)
+    filters = parse_filters(args.filter)
     if args.all:
         filters.setdefault("dangling", {})["false"] = True
     if not args.force:

@@ -9,7 +9,7 @@ import sys
 from ... import API_VERSION, __version__
 from ...units import bytes_size
 from ..client import ApiClient, DaemonUnavailable
-from ..parser import CommandParser
+from ..parser import CommandParser, parse_filters
 from . import CommandSpec
 
 # typing and datetime cost milliseconds at CLI start-up; they are imported only where needed.
@@ -192,20 +192,10 @@ def info(args: Any, client: ApiClient) -> int:
 # --- events ---------------------------------------------------------------------------------------
 
 
-def _filters(items: list[str]) -> dict[str, dict[str, bool]]:
-    filters: dict[str, dict[str, bool]] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"bad format of filter (expected name=value): {item}")
-        filters.setdefault(key, {})[value] = True
-    return filters
-
-
 def events(args: Any, client: ApiClient) -> int:
     from datetime import datetime
 
-    query = {"since": args.since, "until": args.until, "filters": _filters(args.filter) or None}
+    query = {"since": args.since, "until": args.until, "filters": parse_filters(args.filter) or None}
     response = client.request("GET", "/events", query)
     for line in response.iter_lines():
         event = json.loads(line)

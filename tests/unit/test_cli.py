@@ -82,3 +82,12 @@ def test_daemon_down_message(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == (
         f"Cannot connect to the Dockyard daemon at {host}. Is the dockyard daemon running?"
     )
+
+
+def test_build_time_in_go_ansic_layout():
+    from dockyard.cli.commands.system import _ansic
+
+    assert _ansic("2026-11-28T00:00:00.000000000+00:00") == "Sat Nov 28 00:00:00 2026"
+    assert _ansic("2025-05-03T12:07:14Z") == "Sat May  3 12:07:14 2025"
+    assert _ansic("2024-02-29T23:59:59Z") == "Thu Feb 29 23:59:59 2024"
+    assert _ansic("garbage") == "garbage"

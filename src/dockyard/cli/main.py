@@ -10,7 +10,7 @@ import sys
 from .. import __version__
 from .client import ApiClient, ApiError, DaemonUnavailable
 from .commands import COMMANDS, SUBCOMMANDS, find, group_help
-from .parser import USAGE_EXIT, CommandParser, UsageError, fail_usage
+from .parser import USAGE_EXIT, CommandParser, UsageError, fail_usage, fixed_width_formatter
 
 DESCRIPTION = "A self-sufficient runtime for containers"
 
@@ -21,7 +21,7 @@ class GlobalParser(argparse.ArgumentParser):
 
 
 def global_parser() -> GlobalParser:
-    p = GlobalParser(prog="dockyard", add_help=False)
+    p = GlobalParser(prog="dockyard", add_help=False, formatter_class=fixed_width_formatter)
     p.add_argument("-H", "--host", metavar="list", help="Daemon socket to connect to")
     p.add_argument(
         "-l",

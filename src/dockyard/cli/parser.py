@@ -18,12 +18,23 @@ class UsageError(Exception):
     pass
 
 
+def fixed_width_formatter(prog: str) -> argparse.HelpFormatter:
+    # argparse builds a formatter for every add_argument; left to itself it imports shutil (~5 ms) to
+    # ask the terminal's width. Our help text is laid out by format_help below, not by this.
+    return argparse.HelpFormatter(prog, width=100)
+
+
 class CommandParser(argparse.ArgumentParser):
     """A parser for one command: `Usage:  dockyard NAME [OPTIONS] ...`, then Options in Docker's style."""
 
     def __init__(self, command: str, usage: str, description: str, **kwargs) -> None:
         super().__init__(
-            prog=f"dockyard {command}".strip(), usage=usage, description=description, add_help=False, **kwargs
+            prog=f"dockyard {command}".strip(),
+            usage=usage,
+            description=description,
+            add_help=False,
+            formatter_class=fixed_width_formatter,
+            **kwargs,
         )
         self.command = command
         self.add_argument("--help", action="help", help="Print usage")

@@ -1,7 +1,6 @@
 """Image reference parsing. Expected values were checked against the docker 28.2 CLI (`docker pull REF`
 against a stub daemon, which prints the normalized reference or Docker's error) and distribution/reference."""
 
-import dataclasses
 
 import pytest
 
@@ -233,7 +232,7 @@ def test_with_tag_and_digest() -> None:
     assert str(both.with_tag("x")) == f"docker.io/library/httpd:x@{D}"
     assert str(both.name_only()) == "docker.io/library/httpd"
     assert ref.tag == "latest"  # frozen: the original is untouched
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):
         ref.tag = "x"  # type: ignore[misc]
     with pytest.raises(InvalidReference, match="^invalid tag format$"):
         ref.with_tag("-bad")

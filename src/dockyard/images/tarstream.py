@@ -48,7 +48,7 @@ class TarEntry:
     )
 
     def __init__(self) -> None:
-        self.pax_headers: dict[str, str] = {}
+        self.pax_headers: dict[str, str] = {}  # owner names are not kept: layers use numeric ids
 
     def isreg(self) -> bool:
         return self.type in (REGTYPE, AREGTYPE, CONTTYPE)
@@ -213,8 +213,6 @@ class TarStream:
         entry.gid = _pax_int(pax, "gid", _number(fields[3]))
         entry.size = _pax_int(pax, "size", size)
         entry.mtime = _number(fields[5])
-        entry.uname = pax.get("uname", _text(fields[11]))
-        entry.gname = pax.get("gname", _text(fields[12]))
         entry.devmajor = _number(fields[13]) if kind in (CHRTYPE, BLKTYPE) else 0
         entry.devminor = _number(fields[14]) if kind in (CHRTYPE, BLKTYPE) else 0
         if kind == AREGTYPE and entry.name.endswith("/"):

@@ -1,4 +1,5 @@
-"""Human-readable sizes as the docker CLI and daemon print them (go-units); pure, light to import."""
+"""Sizes as the docker CLI and daemon print them (go-units), and Docker's time arguments; pure, light to
+import (the CLI and the daemon share it)."""
 
 from __future__ import annotations
 
@@ -21,3 +22,36 @@ def bytes_size(size: float) -> str:
         size /= 1024
         i += 1
     return f"{size:.4g}{units[i]}"
+
+
+def parse_time(value: str, now: float) -> float:
+    """Docker's time arguments: unix seconds (with optional fraction), RFC 3339, or a Go duration ago."""
+    value = value.strip()
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        pass
+    units = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+    total, number = 0.0, ""
+    i = 0
+    while i < len(value):
+        ch = value[i]
+        if ch.isdigit() or ch == ".":
+            number += ch
+            i += 1
+            continue
+        unit = value[i : i + 2] if value[i : i + 2] in units else ch
+        if unit not in units or not number:
+            raise ValueError(f'failed to parse value as time or duration: "{value}"')
+        total += float(number) * units[unit]
+        number = ""
+        i += len(unit)
+    if number:
+        raise ValueError(f'failed to parse value as time or duration: "{value}"')
+    return now - total

@@ -190,7 +190,10 @@ async def prune(request: web.Request) -> web.Response:
     filters = query_filters(request)
     dangling = filters.pop("dangling", ["true"])
     all_images = dangling[0].lower() in ("false", "0")
-    result = await daemon.images.prune(all_images, filters)
+    try:
+        result = await daemon.images.prune(all_images, filters)
+    except ImageError as e:
+        raise image_error(e) from None
     daemon.events.emit("image", "prune", "", reclaimed=str(result["SpaceReclaimed"]))
     return json_response(result)
 

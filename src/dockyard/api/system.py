@@ -9,6 +9,7 @@ import time
 from aiohttp import web
 
 from ..engine import Event
+from ..units import parse_time
 from .errors import BadRequest
 from .http import json_response, query_filters
 from .routing import Route, daemon_of
@@ -32,36 +33,10 @@ async def info(request: web.Request) -> web.Response:
 
 
 def parse_timestamp(value: str, now: float) -> float:
-    """Docker's time arguments: unix seconds (with optional fraction), RFC 3339, or a Go duration ago."""
-    value = value.strip()
     try:
-        return float(value)
-    except ValueError:
-        pass
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        pass
-    units = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
-    total, number = 0.0, ""
-    i = 0
-    while i < len(value):
-        ch = value[i]
-        if ch.isdigit() or ch == ".":
-            number += ch
-            i += 1
-            continue
-        unit = value[i : i + 2] if value[i : i + 2] in units else ch
-        if unit not in units or not number:
-            raise BadRequest(f'failed to parse value as time or duration: "{value}"')
-        total += float(number) * units[unit]
-        number = ""
-        i += len(unit)
-    if number:
-        raise BadRequest(f'failed to parse value as time or duration: "{value}"')
-    return now - total
+        return parse_time(value, now)
+    except ValueError as e:
+        raise BadRequest(str(e)) from None
 
 
 def event_matches(event: Event, filters: dict[str, list[str]]) -> bool:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..reference import InvalidReference, Reference, is_image_id_prefix, parse_reference
+from ..units import parse_time
 from .changes import empty_container_config
 from .content import ContentStore, digest_hex
 from .snapshots import OVERLAY, VFS, Snapshotter, chain_ids, overlay_supported
@@ -351,16 +352,13 @@ class ImageService:
         # Top of each chain first, so a parent is never removed before its child.
         depth = {c: _depth(c, snapshots) for c in snapshots}
         for chain in sorted(snapshots, key=lambda c: -depth[c]):
-            if chain not in wanted_chains and not self.container_users_chain(chain):
+            if chain not in wanted_chains:
                 self.snapshots.remove(chain)
                 removed.append(chain)
         for digest in list(self.content.digests()):
             if digest not in wanted_blobs:
                 self.content.delete(digest)
         return removed
-
-    def container_users_chain(self, chain_id: str) -> bool:
-        return False
 
     async def prune(self, all_images: bool, filters: dict[str, list[str]] | None = None) -> dict[str, Any]:
         filters = filters or {}
@@ -370,9 +368,10 @@ class ImageService:
         labels = filters.get("label", [])
         cutoff = None
         if until:
-            from ..api.system import parse_timestamp  # the same time grammar as the API's
-
-            cutoff = parse_timestamp(until[0], time.time())
+            try:
+                cutoff = parse_time(until[0], time.time())
+            except ValueError as e:
+                raise ImageError(str(e), 400) from None
         async with self.lock:
             before = self._disk_usage()
             for record in list(self.store.images.values()):

@@ -65,7 +65,7 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 
 
 def _ansic(rfc3339: str) -> str:
-    """"2026-11-28T00:00:00..." as Go's ANSIC layout, "Sat Nov 28 00:00:00 2026", as docker prints
+    """ "2026-11-28T00:00:00..." as Go's ANSIC layout, "Sat Nov 28 00:00:00 2026", as docker prints
     Built. By hand: datetime costs ~3 ms to import on the CLI's start-up."""
     try:
         year, month, day = (int(x) for x in rfc3339[:10].split("-"))

@@ -1,0 +1,1267 @@
+"""The built-in OCI runtime: runs a bundle's config.json the way runc does, in Python over ctypes syscalls.
+
+The per-container shim calls `spawn`, which returns once the container's process has been exec'd (or
+raises `SpawnError` with one line saying what went wrong). Processes, in order:
+
+    caller (the shim, a child subreaper)
+      └─ intermediate: joins the namespaces given by path (setns), unshares the new ones, forks, reports
+         the pid and exits. unshare(CLONE_NEWPID) only affects children, hence this extra process.
+           └─ init (PID 1 of a new PID namespace): rootfs, pivot_root, /dev, masked and read-only paths,
+              hostname, sysctls, rlimits, user, capabilities, then execve of the user's command.
+
+The intermediate exits rather than staying as a reaper: the kernel re-parents init to the nearest child
+subreaper, the caller, which can then waitpid() the container's real pid. `spawn` makes the caller a
+subreaper for that reason.
+
+Synchronisation is one SOCK_SEQPACKET socketpair (close-on-exec on the container's side):
+  caller → intermediate: "go" once the intermediate is in the container's cgroups, so that init and
+            everything it forks are in them before any user code runs, and a new cgroup namespace (unshared
+            after joining) is rooted at the container's cgroup;
+  intermediate → caller: {"pid": N} (init's pid in the caller's PID namespace) or {"error": ...};
+  init → caller: {"pty": true} with the terminal's master fd (SCM_RIGHTS), then {"exec": true} right
+            before execve, then either an {"error": ...} (execve failed) or end-of-file: execve succeeded
+            and closed init's end.
+
+Every mount is made in the container's own mount namespace, so a failed setup leaves nothing mounted on
+the host: the namespace goes away with init, which the caller kills and reaps before cleaning the cgroups.
+
+Not done (yet): user namespaces, seccomp, AppArmor/SELinux labels, hooks, the create/start split (spawn is
+`runc run`), exec into a running container, pause (freezer), hugetlb/blkio/io limits, and mount options
+that only newer kernels apply recursively (a read-only rbind makes only its top mount read-only, as runc 1.1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import gc
+import json
+import os
+import resource
+import signal
+import socket
+import stat
+import struct
+import termios
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+from ..linux import capabilities as caps
+from ..linux.bpf import DeviceRule, attach_device_filter, device_filter, load_device_filter
+from ..linux.cgroups import CGROUP_ROOT, Cgroup, detect_layout
+from ..linux.mount import (
+    MNT_DETACH,
+    MS_BIND,
+    MS_DIRSYNC,
+    MS_LAZYTIME,
+    MS_MANDLOCK,
+    MS_NOATIME,
+    MS_NODEV,
+    MS_NODIRATIME,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_NOSYMFOLLOW,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    MS_RELATIME,
+    MS_REMOUNT,
+    MS_SHARED,
+    MS_SILENT,
+    MS_SLAVE,
+    MS_STRICTATIME,
+    MS_SYNCHRONOUS,
+    MS_UNBINDABLE,
+    mount,
+    mount_table,
+    pivot_root,
+    umount,
+)
+from ..linux.namespaces import NAMESPACE_FLAGS, setns, unshare
+from ..linux.process import (
+    is_child_subreaper,
+    set_child_subreaper,
+    set_keep_capabilities,
+    set_no_new_privileges,
+    set_parent_death_signal,
+)
+from .spec import ALL_CAPABILITIES
+
+__all__ = [
+    "DEFAULT_DEVICES",
+    "LaunchPlan",
+    "MountOptions",
+    "RunningContainer",
+    "SpawnError",
+    "cgroup_settings",
+    "delete",
+    "device_rules",
+    "exit_code_for",
+    "kill",
+    "lookup_executable",
+    "parse_mount_options",
+    "plan_container",
+    "resolve_in_root",
+    "spawn",
+    "state",
+    "wait",
+]
+
+DEFAULT_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+SETUP_TIMEOUT = 30.0
+MAX_MESSAGE = 65536
+
+# mounts over /proc would hide what maskedPaths hides; these few are allowed (lxcfs-style overrides), as runc
+_PROC_MOUNT_ALLOWED = (
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+    "/proc/loadavg",
+    "/proc/slabinfo",
+    "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid",
+)
+
+
+class SpawnError(RuntimeError):
+    """The container could not be started. `exit_code` is Docker's for a command that could not be run
+    (127 not found, 126 not executable); None for other failures (Docker's generic start error)."""
+
+    def __init__(self, message: str, exit_code: int | None = None):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def exit_code_for(message: str) -> int | None:
+    """Docker's rule for a failed start, from the runtime's message (moby daemon/start.go)."""
+    if "executable file not found" in message or "no such file or directory" in message:
+        return 127
+    if "permission denied" in message or "is a directory" in message:
+        return 126
+    return None
+
+
+def _errstr(e: OSError) -> str:
+    # Go's wording ("no such file or directory"), which Docker's exit-code rules match on
+    text = os.strerror(e.errno) if e.errno else str(e)
+    return text[:1].lower() + text[1:]
+
+
+@contextlib.contextmanager
+def _step(what: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as e:
+        raise SpawnError(f"{what}: {_errstr(e)}") from None
+
+
+# --- mount options ---------------------------------------------------------------------------------------
+
+# option -> (clears the flag, flag), as mount(8) and runc read them
+_FLAG_OPTIONS: dict[str, tuple[bool, int]] = {
+    "async": (True, MS_SYNCHRONOUS),
+    "atime": (True, MS_NOATIME),
+    "bind": (False, MS_BIND),
+    "defaults": (False, 0),
+    "dev": (True, MS_NODEV),
+    "diratime": (True, MS_NODIRATIME),
+    "dirsync": (False, MS_DIRSYNC),
+    "exec": (True, MS_NOEXEC),
+    "lazytime": (False, MS_LAZYTIME),
+    "loud": (True, MS_SILENT),
+    "mand": (False, MS_MANDLOCK),
+    "noatime": (False, MS_NOATIME),
+    "nodev": (False, MS_NODEV),
+    "nodiratime": (False, MS_NODIRATIME),
+    "noexec": (False, MS_NOEXEC),
+    "nolazytime": (True, MS_LAZYTIME),
+    "nomand": (True, MS_MANDLOCK),
+    "norelatime": (True, MS_RELATIME),
+    "nostrictatime": (True, MS_STRICTATIME),
+    "nosuid": (False, MS_NOSUID),
+    "nosymfollow": (False, MS_NOSYMFOLLOW),
+    "rbind": (False, MS_BIND | MS_REC),
+    "relatime": (False, MS_RELATIME),
+    "remount": (False, MS_REMOUNT),
+    "ro": (False, MS_RDONLY),
+    "rw": (True, MS_RDONLY),
+    "silent": (False, MS_SILENT),
+    "strictatime": (False, MS_STRICTATIME),
+    "suid": (True, MS_NOSUID),
+    "sync": (False, MS_SYNCHRONOUS),
+}
+PROPAGATION_FLAGS = {
+    "private": MS_PRIVATE,
+    "rprivate": MS_PRIVATE | MS_REC,
+    "shared": MS_SHARED,
+    "rshared": MS_SHARED | MS_REC,
+    "slave": MS_SLAVE,
+    "rslave": MS_SLAVE | MS_REC,
+    "unbindable": MS_UNBINDABLE,
+    "runbindable": MS_UNBINDABLE | MS_REC,
+}
+_IGNORED_OPTIONS = frozenset({"tmpcopyup", "notmpcopyup", "z", "Z"})  # runc extensions, SELinux relabel
+
+
+@dataclass(frozen=True)
+class MountOptions:
+    flags: int
+    propagation: tuple[int, ...] = ()
+    data: str = ""  # what the filesystem reads itself (mode=755, size=65536k...)
+
+
+def parse_mount_options(options: Sequence[str]) -> MountOptions:
+    flags = 0
+    propagation: list[int] = []
+    data: list[str] = []
+    for opt in options:
+        if opt in _FLAG_OPTIONS:
+            clear, flag = _FLAG_OPTIONS[opt]
+            flags = flags & ~flag if clear else flags | flag
+        elif opt in PROPAGATION_FLAGS:
+            propagation.append(PROPAGATION_FLAGS[opt])
+        elif opt not in _IGNORED_OPTIONS:
+            data.append(opt)
+    return MountOptions(flags, tuple(propagation), ",".join(data))
+
+
+# --- paths inside the root -------------------------------------------------------------------------------
+
+
+def resolve_in_root(root: str, path: str, max_links: int = 255) -> str:
+    """`path` inside `root` with symlinks resolved as if `root` were "/": an image cannot point a mount at
+    the host through a symlink (`/etc/hosts -> /etc/passwd`, `../../..`). Missing components are kept."""
+    todo = [p for p in path.split("/") if p and p != "."]
+    done: list[str] = []
+    links = 0
+    while todo:
+        part = todo.pop(0)
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        candidate = os.path.join(root, *done, part)
+        try:
+            st = os.lstat(candidate)
+        except (FileNotFoundError, NotADirectoryError):
+            done.append(part)
+            continue
+        if not stat.S_ISLNK(st.st_mode):
+            done.append(part)
+            continue
+        links += 1
+        if links > max_links:
+            raise OSError(errno.ELOOP, f"too many symlinks resolving {path} in {root}")
+        target = os.readlink(candidate)
+        if target.startswith("/"):
+            done = []
+        todo = [p for p in target.split("/") if p and p != "."] + todo
+    return os.path.join(root, *done)
+
+
+def _executable_problem(path: str) -> str | None:
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        return f"stat {path}: {_errstr(e)}"
+    if stat.S_ISDIR(st.st_mode):
+        return "is a directory"
+    # the mode bits first (Go's LookPath), then access(2), which also catches noexec mounts
+    if not st.st_mode & 0o111 or not os.access(path, os.X_OK):
+        return "permission denied"
+    return None
+
+
+def lookup_executable(name: str, path_env: str | None) -> str:
+    """Go's exec.LookPath, which runc uses: a name with a slash is taken as is, others are searched in the
+    container's PATH (from the spec's env, not the runtime's). Errors are worded as runc words them."""
+    if "/" in name:
+        problem = _executable_problem(name)
+        if problem is None:
+            return name
+        message = f'exec: "{name}": {problem}'
+        raise SpawnError(message, exit_code_for(message))
+    for directory in path_env.split(":") if path_env else []:
+        candidate = os.path.join(directory or ".", name)
+        if name and _executable_problem(candidate) is None:
+            return candidate
+    raise SpawnError(f'exec: "{name}": executable file not found in $PATH', 127)
+
+
+# --- the plan: the spec read and checked before anything forks -------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlannedMount:
+    destination: str
+    type: str
+    source: str
+    options: MountOptions
+
+
+@dataclass
+class LaunchPlan:
+    container_id: str
+    bundle: str
+    rootfs: str
+    readonly: bool
+    args: list[str]
+    env: list[str]
+    cwd: str
+    uid: int
+    gid: int
+    additional_gids: list[int]
+    umask: int
+    terminal: bool
+    console_size: tuple[int, int] | None = None  # (height, width) of the terminal at start
+    mounts: list[PlannedMount] = field(default_factory=list)
+    new_namespaces: int = 0  # CLONE_* flags to unshare
+    join_namespaces: list[tuple[str, int, str]] = field(default_factory=list)  # (type, flag, path)
+    hostname: str | None = None
+    rootfs_propagation: int = MS_SLAVE | MS_REC
+    explicit_propagation: bool = False
+    setup_dev: bool = True
+    devices: list[dict[str, Any]] = field(default_factory=list)
+    masked_paths: list[str] = field(default_factory=list)
+    readonly_paths: list[str] = field(default_factory=list)
+    sysctl: dict[str, str] = field(default_factory=dict)
+    bounding: frozenset[int] = frozenset()
+    effective: frozenset[int] = frozenset()
+    permitted: frozenset[int] = frozenset()
+    inheritable: frozenset[int] = frozenset()
+    ambient: frozenset[int] = frozenset()
+    no_new_privileges: bool = False
+    oom_score_adj: int | None = None
+    rlimits: list[tuple[int, int, int]] = field(default_factory=list)
+    cgroups_path: str = ""
+    resources: dict[str, Any] = field(default_factory=dict)
+    last_cap: int = 40
+    cgroup: Cgroup | None = None  # filled in by spawn
+
+    @property
+    def has_mount_namespace(self) -> bool:
+        return bool(self.new_namespaces & NAMESPACE_FLAGS["mount"]) or any(
+            t == "mount" for t, _, _ in self.join_namespaces
+        )
+
+
+def _cap_numbers(names: Sequence[str], last_cap: int) -> frozenset[int]:
+    numbers = set()
+    for name in names:
+        try:
+            number = ALL_CAPABILITIES.index(name.upper())
+        except ValueError:
+            raise SpawnError(f"unknown capability {name!r}") from None
+        if number <= last_cap:  # one this kernel lacks cannot be granted; runc skips it too
+            numbers.add(number)
+    return frozenset(numbers)
+
+
+def _console_size(value: Any) -> tuple[int, int] | None:
+    if not value:
+        return None
+    return int(value.get("height", 0)), int(value.get("width", 0))
+
+
+def _rlimit_value(value: Any) -> int:
+    value = int(value)
+    return resource.RLIM_INFINITY if value < 0 or value >= 2**63 else value
+
+
+def plan_container(
+    spec: dict[str, Any], bundle: str | Path, container_id: str, last_cap: int | None = None
+) -> LaunchPlan:
+    """Read and check the spec; everything that can be wrong with it is reported here, before any fork."""
+    bundle = str(bundle)
+    process = spec.get("process") or {}
+    args = list(process.get("args") or [])
+    if not args:
+        raise SpawnError("process.args must not be empty")
+    root = spec.get("root") or {}
+    root_path = root.get("path") or "rootfs"
+    rootfs = os.path.realpath(os.path.join(bundle, root_path))
+    if not os.path.isdir(rootfs):
+        raise SpawnError(f"rootfs {rootfs} is not a directory")
+    linux = spec.get("linux") or {}
+    user = process.get("user") or {}
+    last_cap = caps.last_cap() if last_cap is None else last_cap
+    capabilities = process.get("capabilities") or {}
+
+    plan = LaunchPlan(
+        container_id=container_id,
+        bundle=bundle,
+        rootfs=rootfs,
+        readonly=bool(root.get("readonly")),
+        args=[str(a) for a in args],
+        env=[str(e) for e in process.get("env") or []],
+        cwd=process.get("cwd") or "/",
+        uid=int(user.get("uid", 0)),
+        gid=int(user.get("gid", 0)),
+        additional_gids=[int(g) for g in user.get("additionalGids") or []],
+        umask=int(user["umask"]) if user.get("umask") is not None else 0o022,
+        terminal=bool(process.get("terminal")),
+        console_size=_console_size(process.get("consoleSize")),
+        devices=list(linux.get("devices") or []),
+        masked_paths=list(linux.get("maskedPaths") or []),
+        readonly_paths=list(linux.get("readonlyPaths") or []),
+        sysctl={str(k): str(v) for k, v in (linux.get("sysctl") or {}).items()},
+        no_new_privileges=bool(process.get("noNewPrivileges")),
+        oom_score_adj=process.get("oomScoreAdj"),
+        cgroups_path=linux.get("cgroupsPath") or f"/dockyard/{container_id}",
+        resources=dict(linux.get("resources") or {}),
+        last_cap=last_cap,
+    )
+    if not plan.cwd.startswith("/"):
+        raise SpawnError(f"cwd {plan.cwd!r} is not an absolute path")
+
+    for ns in linux.get("namespaces") or []:
+        kind = ns.get("type", "")
+        if kind == "user":
+            raise SpawnError("user namespaces are not supported by the built-in runtime")
+        if kind not in NAMESPACE_FLAGS:
+            raise SpawnError(f"unknown namespace type {kind!r}")
+        if ns.get("path"):
+            plan.join_namespaces.append((kind, NAMESPACE_FLAGS[kind], ns["path"]))
+        else:
+            plan.new_namespaces |= NAMESPACE_FLAGS[kind]
+    if not plan.has_mount_namespace:
+        raise SpawnError("the built-in runtime needs a mount namespace")
+    if spec.get("hostname"):
+        if not plan.new_namespaces & NAMESPACE_FLAGS["uts"]:
+            raise SpawnError("unable to set hostname without a private UTS namespace")
+        plan.hostname = str(spec["hostname"])
+
+    propagation = linux.get("rootfsPropagation") or ""
+    if propagation:
+        if propagation not in PROPAGATION_FLAGS:
+            raise SpawnError(f"invalid rootfsPropagation {propagation!r}")
+        plan.rootfs_propagation = PROPAGATION_FLAGS[propagation]
+        plan.explicit_propagation = True
+
+    for m in spec.get("mounts") or []:
+        dest = os.path.normpath("/" + str(m.get("destination", "")).lstrip("/"))
+        if dest == "/":
+            raise SpawnError("a mount cannot have / as its destination")
+        options = parse_mount_options(m.get("options") or [])
+        kind = m.get("type") or ("bind" if options.flags & MS_BIND else "")
+        source = str(m.get("source") or "")
+        if kind == "bind" or options.flags & MS_BIND:
+            kind = "bind"
+            options = MountOptions(options.flags | MS_BIND, options.propagation, options.data)
+            if not source.startswith("/"):
+                source = os.path.join(bundle, source)
+            if dest == "/dev":
+                plan.setup_dev = False  # the user brings their own /dev
+        elif not kind:
+            raise SpawnError(f"mount at {dest} has no type")
+        if (
+            kind != "proc"
+            and (dest == "/proc" or dest.startswith("/proc/"))
+            and dest not in _PROC_MOUNT_ALLOWED
+        ):
+            raise SpawnError(f'"{dest}" cannot be mounted because it is inside /proc')
+        plan.mounts.append(PlannedMount(dest, kind, source, options))
+
+    bounding = capabilities.get("bounding") or []
+    plan.bounding = _cap_numbers(bounding, last_cap)
+    plan.effective = _cap_numbers(capabilities.get("effective") or [], last_cap)
+    plan.permitted = _cap_numbers(capabilities.get("permitted") or [], last_cap)
+    plan.inheritable = _cap_numbers(capabilities.get("inheritable") or [], last_cap)
+    plan.ambient = _cap_numbers(capabilities.get("ambient") or [], last_cap)
+
+    for rl in process.get("rlimits") or []:
+        name = str(rl.get("type", "")).upper()
+        number = getattr(resource, name, None) if name.startswith("RLIMIT_") else None
+        if number is None:
+            raise SpawnError(f"unknown rlimit {rl.get('type')!r}")
+        plan.rlimits.append((number, _rlimit_value(rl.get("soft", 0)), _rlimit_value(rl.get("hard", 0))))
+    if plan.oom_score_adj is not None:
+        plan.oom_score_adj = int(plan.oom_score_adj)
+    return plan
+
+
+# --- cgroup settings -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CgroupSetting:
+    controller: str
+    file: str
+    value: str
+    optional: bool = False  # skipped when the kernel lacks the file (swap accounting off), as Docker does
+
+
+def _v1_device_rule(rule: dict[str, Any]) -> CgroupSetting:
+    def number(value: Any) -> str:
+        return "*" if value is None or int(value) < 0 else str(int(value))
+
+    kind = rule.get("type") or "a"
+    text = f"{kind} {number(rule.get('major'))}:{number(rule.get('minor'))} {rule.get('access') or 'rwm'}"
+    return CgroupSetting("devices", "devices.allow" if rule.get("allow") else "devices.deny", text)
+
+
+def cgroup_settings(resources: dict[str, Any], version: str) -> list[CgroupSetting]:
+    """The control files (and values) for the spec's linux.resources, in the order they must be written."""
+    out: list[CgroupSetting] = []
+    memory = resources.get("memory") or {}
+    cpu = resources.get("cpu") or {}
+    pids = resources.get("pids") or {}
+    limit = memory.get("limit")
+    swap = memory.get("swap")
+    if version == "2":
+        if limit is not None:
+            out.append(CgroupSetting("memory", "memory.max", "max" if limit < 0 else str(limit)))
+        if swap is not None and swap != 0:
+            if swap < 0:
+                value = "max"
+            elif limit is None or limit <= 0:
+                raise SpawnError("unable to set a swap limit without a memory limit")
+            elif swap < limit:
+                raise SpawnError(f"memory+swap limit ({swap}) is below the memory limit ({limit})")
+            else:
+                value = str(swap - limit)  # v2 limits the swap alone; OCI's swap is memory+swap, as v1
+            out.append(CgroupSetting("memory", "memory.swap.max", value, optional=True))
+        if memory.get("reservation"):
+            out.append(CgroupSetting("memory", "memory.low", str(memory["reservation"])))
+        if cpu.get("shares"):
+            weight = 1 + (int(cpu["shares"]) - 2) * 9999 // 262142  # runc's mapping of 2..262144 to 1..10000
+            out.append(CgroupSetting("cpu", "cpu.weight", str(weight)))
+        if cpu.get("quota") or cpu.get("period"):
+            quota = cpu.get("quota") or 0
+            period = cpu.get("period") or 100000
+            out.append(CgroupSetting("cpu", "cpu.max", f"{quota if quota > 0 else 'max'} {period}"))
+        # devices: v2 has no files for them but a BPF program (`device_rules`, applied by spawn)
+    else:
+        if limit is not None:
+            out.append(CgroupSetting("memory", "memory.limit_in_bytes", str(limit)))
+        if swap is not None and swap != 0:
+            out.append(CgroupSetting("memory", "memory.memsw.limit_in_bytes", str(swap), optional=True))
+        if memory.get("reservation"):
+            out.append(CgroupSetting("memory", "memory.soft_limit_in_bytes", str(memory["reservation"])))
+        if memory.get("swappiness") is not None and 0 <= int(memory["swappiness"]) <= 100:
+            out.append(CgroupSetting("memory", "memory.swappiness", str(memory["swappiness"])))
+        if memory.get("disableOOMKiller"):
+            out.append(CgroupSetting("memory", "memory.oom_control", "1"))
+        if cpu.get("shares"):
+            out.append(CgroupSetting("cpu", "cpu.shares", str(cpu["shares"])))
+        if cpu.get("period"):
+            out.append(CgroupSetting("cpu", "cpu.cfs_period_us", str(cpu["period"])))
+        if cpu.get("quota"):
+            out.append(CgroupSetting("cpu", "cpu.cfs_quota_us", str(cpu["quota"])))
+        out.extend(_v1_device_rule(rule) for rule in resources.get("devices") or [])
+    if cpu.get("cpus"):
+        out.append(CgroupSetting("cpuset", "cpuset.cpus", str(cpu["cpus"])))
+    if cpu.get("mems"):
+        out.append(CgroupSetting("cpuset", "cpuset.mems", str(cpu["mems"])))
+    if "limit" in pids:
+        value = int(pids["limit"])
+        out.append(CgroupSetting("pids", "pids.max", "max" if value <= 0 else str(value)))
+    return out
+
+
+def device_rules(resources: dict[str, Any]) -> list[DeviceRule]:
+    return [
+        DeviceRule(
+            allow=bool(rule.get("allow")),
+            type=rule.get("type") or "a",
+            major=rule.get("major"),
+            minor=rule.get("minor"),
+            access=rule.get("access") or "rwm",
+        )
+        for rule in resources.get("devices") or []
+    ]
+
+
+def _apply_cgroup(cgroup: Cgroup, settings: list[CgroupSetting], resources: dict[str, Any]) -> None:
+    for s in settings:
+        if s.optional and not cgroup.has(s.controller, s.file):
+            continue
+        try:
+            cgroup.write(s.controller, s.file, s.value)
+        except OSError as e:
+            raise SpawnError(f"cgroup: {e.strerror or e}") from None
+    rules = device_rules(resources)
+    if cgroup.version == "2" and rules:
+        try:
+            prog = load_device_filter(device_filter(rules))
+            try:
+                attach_device_filter(cgroup.paths[""], prog)
+            finally:
+                os.close(prog)  # the attachment keeps the program until the cgroup goes
+        except OSError as e:
+            raise SpawnError(f"cgroup: {e.strerror or e}") from None
+
+
+# --- the running container -------------------------------------------------------------------------------
+
+
+@dataclass
+class RunningContainer:
+    id: str
+    pid: int  # in the caller's PID namespace
+    bundle: str
+    cgroup: Cgroup
+    start_time: int  # /proc/<pid>/stat field 22: tells the container's init from a later process on its pid
+    pty_master: int | None = None  # the terminal's master side, owned by the caller from now on
+    pidfd: int | None = field(default=None, repr=False)
+
+    def to_state(self) -> dict[str, Any]:
+        """What the shim persists to find the container again (without the fds)."""
+        return {
+            "id": self.id,
+            "pid": self.pid,
+            "bundle": self.bundle,
+            "start_time": self.start_time,
+            "cgroup": self.cgroup.to_dict(),
+        }
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> RunningContainer:
+        return cls(
+            id=data["id"],
+            pid=int(data["pid"]),
+            bundle=data["bundle"],
+            cgroup=Cgroup.from_dict(data["cgroup"]),
+            start_time=int(data["start_time"]),
+        )
+
+
+def _proc_stat(pid: int) -> tuple[str, int]:
+    """(state letter, start time) of a process."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        text = f.read()
+    fields = text[text.rindex(b")") + 2 :].split()
+    return fields[0].decode(), int(fields[19])
+
+
+def state(container: RunningContainer) -> str:
+    """OCI status: "running" while the container's init lives, else "stopped"."""
+    try:
+        letter, start = _proc_stat(container.pid)
+    except (FileNotFoundError, ProcessLookupError):
+        return "stopped"
+    if start != container.start_time or letter in ("Z", "X"):
+        return "stopped"
+    return "running"
+
+
+def kill(container: RunningContainer, sig: int = signal.SIGTERM, *, all: bool = False) -> None:
+    """Signal the container's init (or, with `all`, every process in its cgroup). ProcessLookupError when
+    the container is not running."""
+    if all:
+        for pid in container.cgroup.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        return
+    if container.pidfd is not None:
+        signal.pidfd_send_signal(container.pidfd, sig)
+        return
+    if state(container) != "running":
+        raise ProcessLookupError(errno.ESRCH, f"container {container.id} is not running")
+    os.kill(container.pid, sig)
+
+
+def _exit_code(status: int) -> int:
+    # Docker's convention: a signal's death is 128 + its number
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def wait(container: RunningContainer, timeout: float | None = None) -> int | None:
+    """Wait for the container's init to exit; its exit code when the caller is its parent (the shim, as
+    subreaper), None when it only saw it go, or when `timeout` passed first."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        try:
+            pid, status = os.waitpid(container.pid, 0 if deadline is None else os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid:
+            return _exit_code(status)
+        if deadline is not None and time.monotonic() > deadline:
+            return None
+        time.sleep(0.005)
+    while state(container) == "running":  # not our child: watch it instead
+        if deadline is not None and time.monotonic() > deadline:
+            return None
+        time.sleep(0.01)
+    return None
+
+
+def delete(container: RunningContainer, *, force: bool = False, timeout: float = 5.0) -> None:
+    """Remove what the container leaves on the host: its cgroups. With `force`, kill whatever still runs."""
+    if state(container) == "running" or container.cgroup.pids():
+        if not force:
+            raise SpawnError(f"cannot delete container {container.id} that is not stopped")
+        deadline = time.monotonic() + timeout
+        while True:
+            kill(container, signal.SIGKILL, all=True)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(container.pid, os.WNOHANG)
+            if not container.cgroup.pids() and state(container) != "running":
+                break
+            if time.monotonic() > deadline:
+                raise SpawnError(f"container {container.id} still has processes after SIGKILL")
+            time.sleep(0.01)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(container.pid, os.WNOHANG)
+    try:
+        container.cgroup.remove(timeout)
+    except OSError as e:
+        raise SpawnError(str(e.strerror or e)) from None
+    if container.pidfd is not None:
+        os.close(container.pidfd)
+        container.pidfd = None
+
+
+# --- spawn: the caller's side ----------------------------------------------------------------------------
+
+
+def spawn(
+    bundle: str | Path,
+    container_id: str,
+    spec: dict[str, Any] | None = None,
+    *,
+    stdio: tuple[int, int, int] | None = None,
+    terminal: bool | None = None,
+    cgroup_root: str = CGROUP_ROOT,
+    timeout: float = SETUP_TIMEOUT,
+) -> RunningContainer:
+    """Start the container described by `spec` (default: the bundle's config.json) and return once its
+    command has been exec'd. `stdio` are the fds for the command's stdin, stdout and stderr (default: the
+    caller's); with a terminal (`terminal`, default `process.terminal`) they are a new pty's slave, made in
+    the container's /dev/pts, and its master is returned in `pty_master`. Makes the caller a child
+    subreaper, so the container's init becomes its child. Raises SpawnError; nothing is left behind then."""
+    bundle = str(bundle)
+    if spec is None:
+        try:
+            with open(os.path.join(bundle, "config.json")) as f:
+                spec = json.load(f)
+        except (OSError, ValueError) as e:
+            raise SpawnError(f"reading {bundle}/config.json: {e}") from None
+    assert spec is not None
+    plan = plan_container(spec, bundle, container_id)
+    if terminal is not None:
+        plan.terminal = terminal
+    layout = detect_layout(cgroup_root)
+    plan.cgroup = cgroup = Cgroup.at(layout, plan.cgroups_path)
+    settings = cgroup_settings(plan.resources, layout.version)
+    if not is_child_subreaper():
+        set_child_subreaper()
+
+    ns_fds: list[tuple[int, int]] = []
+    ours: socket.socket | None = None
+    theirs: socket.socket | None = None
+    try:
+        for kind, flag, path in plan.join_namespaces:
+            with _step(f"open {kind} namespace {path}"):
+                ns_fds.append((flag, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
+        try:
+            cgroup.create()
+        except OSError as e:
+            raise SpawnError(f"cgroup: {e.strerror or e}: {e.filename or plan.cgroups_path}") from None
+        _apply_cgroup(cgroup, settings, plan.resources)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        return _launch(plan, cgroup, ns_fds, ours, theirs, stdio, timeout)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            cgroup.remove()
+        raise
+    finally:
+        for _, fd in ns_fds:
+            os.close(fd)
+        for sock in (ours, theirs):
+            if sock is not None:
+                sock.close()
+
+
+def _recv(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
+    data, fds, _, _ = socket.recv_fds(sock, MAX_MESSAGE, 1)
+    if not data:
+        return None, fds
+    return json.loads(data), fds
+
+
+def _launch(
+    plan: LaunchPlan,
+    cgroup: Cgroup,
+    ns_fds: list[tuple[int, int]],
+    ours: socket.socket,
+    theirs: socket.socket,
+    stdio: tuple[int, int, int] | None,
+    timeout: float,
+) -> RunningContainer:
+    intermediate = os.fork()
+    if intermediate == 0:
+        _intermediate(plan, theirs, ours, ns_fds, stdio)
+    theirs.close()
+    init_pid: int | None = None
+    pidfd: int | None = None
+    pty_master: int | None = None
+    intermediate_reaped = False
+    try:
+        ours.settimeout(timeout)
+        try:
+            cgroup.add(intermediate)
+        except OSError as e:
+            raise SpawnError(f"cgroup: {e.strerror or e}") from None
+        ours.send(b"go")
+        message, _ = _recv(ours)
+        os.waitpid(intermediate, 0)
+        intermediate_reaped = True
+        if message is None:
+            raise SpawnError("the runtime's intermediate process died during setup")
+        if "error" in message:
+            raise SpawnError(message["error"], message.get("exit_code"))
+        init_pid = int(message["pid"])
+        pidfd = os.pidfd_open(init_pid)
+        exec_reached = False
+        while True:
+            message, fds = _recv(ours)
+            if message is None:
+                break
+            if "error" in message:
+                for fd in fds:
+                    os.close(fd)
+                raise SpawnError(message["error"], message.get("exit_code"))
+            if message.get("pty") and fds:
+                pty_master = fds[0]
+            exec_reached = exec_reached or bool(message.get("exec"))
+        if not exec_reached:
+            pid, status = os.waitpid(init_pid, os.WNOHANG)
+            how = f" ({_describe_status(status)})" if pid else ""
+            raise SpawnError(f"the container's init died during setup{how}")
+        try:
+            _, start_time = _proc_stat(init_pid)
+        except FileNotFoundError:
+            start_time = 0  # exec'd and already gone; the caller's waitpid still gets its status
+        return RunningContainer(
+            plan.container_id, init_pid, plan.bundle, cgroup, start_time, pty_master, pidfd
+        )
+    except BaseException as e:
+        for pid in (init_pid, None if intermediate_reaped else intermediate):
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        if not intermediate_reaped:
+            os.waitpid(intermediate, 0)
+        if init_pid is not None:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(init_pid, 0)
+        for fd in (pidfd, pty_master):
+            if fd is not None:
+                os.close(fd)
+        if isinstance(e, TimeoutError):
+            raise SpawnError(f"the container's setup did not finish within {timeout:g} s") from None
+        if isinstance(e, OSError):
+            raise SpawnError(f"starting the container: {e}") from None
+        raise
+
+
+def _describe_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        return f"killed by {signal.Signals(sig).name}" + (", out of memory?" if sig == signal.SIGKILL else "")
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+
+# --- in the children ------------------------------------------------------------------------------------
+
+
+def _report(sock: socket.socket, e: BaseException) -> None:
+    if isinstance(e, SpawnError):
+        message, code = str(e), e.exit_code
+    elif isinstance(e, OSError):
+        message, code = f"{e.filename + ': ' if e.filename else ''}{_errstr(e)}", None
+    else:
+        message, code = f"{type(e).__name__}: {e}", None
+    with contextlib.suppress(OSError):
+        sock.send(json.dumps({"error": " ".join(message.split()), "exit_code": code}).encode())
+
+
+def _reset_signals() -> None:
+    # the user's command must not inherit the caller's dispositions (Python ignores SIGPIPE) or its mask
+    for sig in signal.valid_signals():
+        if sig in (signal.SIGKILL, signal.SIGSTOP) or signal.getsignal(sig) == signal.SIG_DFL:
+            continue
+        with contextlib.suppress(OSError, ValueError, RuntimeError):
+            signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
+def _intermediate(
+    plan: LaunchPlan,
+    sock: socket.socket,
+    parents: socket.socket,
+    ns_fds: list[tuple[int, int]],
+    stdio: tuple[int, int, int] | None,
+) -> NoReturn:
+    code = 1
+    try:
+        # the collector must not finalize the caller's objects here: their fds may be closed and reused
+        gc.disable()
+        parents.close()
+        _reset_signals()
+        set_parent_death_signal(signal.SIGKILL)
+        if sock.recv(16) != b"go":
+            os._exit(1)
+        for flag, fd in ns_fds:
+            kind = next(k for k, f in NAMESPACE_FLAGS.items() if f == flag)
+            with _step(f"joining the {kind} namespace"):
+                setns(fd, flag)
+        if plan.new_namespaces:
+            with _step("creating namespaces"):
+                unshare(plan.new_namespaces)
+        init = os.fork()
+        if init == 0:
+            _init(plan, sock, stdio)
+        sock.send(json.dumps({"pid": init}).encode())
+        code = 0
+    except BaseException as e:
+        _report(sock, e)
+    finally:
+        os._exit(code)
+
+
+def _init(plan: LaunchPlan, sock: socket.socket, stdio: tuple[int, int, int] | None) -> NoReturn:
+    try:
+        os.setsid()
+        if stdio is not None and not plan.terminal:
+            copies = [os.dup(fd) for fd in stdio]  # first out of the way: a source may be 0, 1 or 2
+            for target, fd in enumerate(copies):
+                os.dup2(fd, target)
+        keep = sock.fileno()
+        os.closerange(3, keep)
+        os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
+        if plan.oom_score_adj is not None:
+            with _step("setting oom_score_adj"), open("/proc/self/oom_score_adj", "w") as f:
+                f.write(str(plan.oom_score_adj))
+        for number, soft, hard in plan.rlimits:
+            with _step(f"setting rlimit {number}"):
+                resource.setrlimit(number, (soft, hard))
+        _prepare_rootfs(plan)
+        if plan.terminal:
+            _setup_terminal(sock, plan.console_size)
+        _finalize_rootfs(plan)
+        if plan.hostname is not None:
+            with _step("sethostname"):
+                socket.sethostname(plan.hostname)
+        for key, value in plan.sysctl.items():
+            with _step(f'writing sysctl "{key}"'), open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+                f.write(value)
+        for path in plan.readonly_paths:
+            with _step(f"can't make {path!r} read-only"):
+                _readonly_path(path)
+        for path in plan.masked_paths:
+            with _step(f"can't mask path {path}"):
+                _mask_path(path)
+        if plan.no_new_privileges:
+            with _step("prctl(SET_NO_NEW_PRIVS)"):
+                set_no_new_privileges()
+        _switch_identity(plan)
+        env = dict(e.split("=", 1) for e in plan.env if "=" in e)
+        path = lookup_executable(plan.args[0], env.get("PATH"))
+        sock.send(b'{"exec": true}')
+        try:
+            os.execve(path, plan.args, env)
+        except OSError as e:
+            message = f"exec {path}: {_errstr(e)}"
+            raise SpawnError(message, exit_code_for(message)) from None
+    except BaseException as e:
+        _report(sock, e)
+    os._exit(127)
+
+
+def _create(path: str, directory: bool) -> None:
+    if directory:
+        os.makedirs(path, 0o755, exist_ok=True)
+        return
+    os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
+    if not os.path.lexists(path):
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o755))
+
+
+def _mount_flags_of(path: str) -> int:
+    """The per-mount flags of the mount holding `path`, to keep across a remount: an unprivileged remount
+    may not clear nosuid/nodev/noexec, and dropping them would loosen /proc's."""
+    value = os.statvfs(path).f_flag
+    flags = 0
+    for st_flag, ms_flag in (
+        (os.ST_NOSUID, MS_NOSUID),
+        (os.ST_NODEV, MS_NODEV),
+        (os.ST_NOEXEC, MS_NOEXEC),
+        (os.ST_NOATIME, MS_NOATIME),
+        (os.ST_NODIRATIME, MS_NODIRATIME),
+        (os.ST_RELATIME, MS_RELATIME),
+    ):
+        if value & st_flag:
+            flags |= ms_flag
+    return flags
+
+
+def _remount_bind(dest: str, flags: int) -> None:
+    flags = (flags & ~MS_REC) | MS_BIND | MS_REMOUNT
+    try:
+        mount(None, dest, None, flags)
+    except PermissionError:
+        mount(None, dest, None, flags | _mount_flags_of(dest))
+
+
+def _prepare_rootfs(plan: LaunchPlan) -> None:
+    rootfs = plan.rootfs
+    with _step("preparing rootfs"):
+        # rslave by default (as runc): nothing we mount leaks out, while the host's unmounts still reach us
+        mount(None, "/", None, plan.rootfs_propagation)
+        _make_parent_private(rootfs)
+        mount(rootfs, rootfs, None, MS_BIND | MS_REC)
+    for m in plan.mounts:
+        with _step(f'error mounting "{m.source or m.type}" to rootfs at "{m.destination}"'):
+            _mount_one(plan, m)
+    if plan.setup_dev:
+        with _step("creating device nodes"):
+            _create_devices(plan)
+        with _step("setting up /dev symlinks"):
+            _dev_symlinks(rootfs)
+    with contextlib.suppress(OSError):  # as runc, a missing working directory is made; best effort
+        os.makedirs(resolve_in_root(rootfs, plan.cwd), 0o755, exist_ok=True)
+    with _step("jailing process inside rootfs"):
+        old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+        new_root = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            # pivot_root(".", "."): the old root ends up stacked on the new one, then is detached, so
+            # no directory for it is needed in the image
+            os.fchdir(new_root)
+            pivot_root(".", ".")
+            os.fchdir(old_root)
+            mount(None, ".", None, MS_SLAVE | MS_REC)  # the detach must not propagate to the host
+            umount(".", MNT_DETACH)
+        finally:
+            os.close(old_root)
+            os.close(new_root)
+        os.chdir("/")
+        if plan.explicit_propagation:
+            mount(None, "/", None, plan.rootfs_propagation)
+    if plan.setup_dev:
+        with _step("reopening /dev/null inside container"):
+            _reopen_dev_null()
+
+
+def _make_parent_private(rootfs: str) -> None:
+    # pivot_root refuses a new root whose parent mount is shared (possible with rootfsPropagation=shared)
+    best = None
+    for entry in mount_table():
+        mp = entry.mountpoint
+        if rootfs == mp or rootfs.startswith(mp.rstrip("/") + "/"):
+            if best is None or len(mp) >= len(best.mountpoint):
+                best = entry
+    if best is not None and best.shared:
+        mount(None, best.mountpoint, None, MS_PRIVATE)
+
+
+def _mount_one(plan: LaunchPlan, m: PlannedMount) -> None:
+    dest = resolve_in_root(plan.rootfs, m.destination)
+    flags = m.options.flags
+    if m.type == "bind":
+        st = os.stat(m.source)
+        _create(dest, stat.S_ISDIR(st.st_mode))
+        mount(m.source, dest, None, MS_BIND | (flags & MS_REC))
+        if flags & ~(MS_BIND | MS_REC | MS_REMOUNT):
+            _remount_bind(dest, flags)
+    elif m.type == "cgroup":
+        _mount_cgroup(plan, m, dest)
+    elif m.type == "sysfs":
+        _create(dest, True)
+        try:
+            mount("sysfs", dest, "sysfs", flags, m.options.data or None)
+        except OSError as e:
+            # without a network namespace of its own, sysfs cannot be mounted anew: bind the host's
+            if e.errno not in (errno.EPERM, errno.EBUSY):
+                raise
+            mount("/sys", dest, None, MS_BIND | MS_REC)
+            _remount_bind(dest, flags)
+    else:
+        _create(dest, True)
+        mount(m.source or m.type, dest, m.type, flags, m.options.data or None)
+    for propagation in m.options.propagation:
+        mount(None, dest, None, propagation)
+
+
+def _mount_cgroup(plan: LaunchPlan, m: PlannedMount, dest: str) -> None:
+    cgroup = plan.cgroup
+    assert cgroup is not None
+    flags = m.options.flags
+    _create(dest, True)
+    if cgroup.version == "2":
+        try:
+            mount("cgroup2", dest, "cgroup2", flags)
+        except OSError as e:
+            if e.errno not in (errno.EPERM, errno.EBUSY):
+                raise
+            mount(cgroup.paths[""], dest, None, MS_BIND | MS_REC)
+            _remount_bind(dest, flags)
+        return
+    # v1 (and hybrid): a tmpfs holding each hierarchy's own cgroup of the container, as runc does
+    mount("tmpfs", dest, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755")
+    for key, host_dir in cgroup.paths.items():
+        name = os.path.basename(cgroup.mountpoints.get(key, host_dir))
+        sub = os.path.join(dest, name)
+        os.mkdir(sub, 0o755)
+        mount(host_dir, sub, None, MS_BIND | MS_REC)
+        _remount_bind(sub, flags | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        if "," in name:  # cpu,cpuacct is also reachable as cpu and cpuacct
+            for alias in name.split(","):
+                with contextlib.suppress(FileExistsError):
+                    os.symlink(name, os.path.join(dest, alias))
+    if flags & MS_RDONLY:
+        mount(None, dest, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def _create_devices(plan: LaunchPlan) -> None:
+    dev = os.path.join(plan.rootfs, "dev")
+    listed = {os.path.normpath(d.get("path", "")) for d in plan.devices}
+    old_umask = os.umask(0)
+    try:
+        for d in plan.devices:
+            path = resolve_in_root(plan.rootfs, d["path"])
+            kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[d["type"]]
+            os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
+            mode = int(d.get("fileMode", 0o666)) & 0o7777
+            try:
+                os.mknod(path, kind | mode, os.makedev(int(d.get("major", 0)), int(d.get("minor", 0))))
+            except FileExistsError:
+                continue
+            os.chown(path, int(d.get("uid", 0)), int(d.get("gid", 0)))
+        for name in DEFAULT_DEVICES:
+            if f"/dev/{name}" in listed:
+                continue
+            # bind the host's node rather than mknod: works wherever the host's node works, nodev or not
+            target = os.path.join(dev, name)
+            _create(target, False)
+            mount(f"/dev/{name}", target, None, MS_BIND)
+    finally:
+        os.umask(old_umask)
+
+
+def _dev_symlinks(rootfs: str) -> None:
+    ptmx = os.path.join(rootfs, "dev/ptmx")
+    if os.path.lexists(ptmx):
+        os.unlink(ptmx)
+    os.symlink("pts/ptmx", ptmx)  # the container's own devpts instance, not the host's
+    links = [("/proc/self/fd", "fd"), ("/proc/self/fd/0", "stdin"), ("/proc/self/fd/1", "stdout")]
+    links.append(("/proc/self/fd/2", "stderr"))
+    if os.path.exists("/proc/kcore"):
+        links.append(("/proc/kcore", "core"))
+    for target, name in links:
+        with contextlib.suppress(FileExistsError):
+            os.symlink(target, os.path.join(rootfs, "dev", name))
+
+
+def _reopen_dev_null() -> None:
+    # stdio on the host's /dev/null would keep a reference to the host's mount: use the container's
+    null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        rdev = os.fstat(null).st_rdev
+        for fd in (0, 1, 2):
+            try:
+                st = os.fstat(fd)
+            except OSError:
+                continue
+            if stat.S_ISCHR(st.st_mode) and st.st_rdev == rdev:
+                os.dup2(null, fd)
+    finally:
+        os.close(null)
+
+
+def _setup_terminal(sock: socket.socket, size: tuple[int, int] | None) -> None:
+    with _step("setting up the terminal"):
+        master, slave = os.openpty()  # through /dev/ptmx -> pts/ptmx: a pty of the container's devpts
+        try:
+            if size:
+                fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
+            _create("/dev/console", False)
+            mount(os.ttyname(slave), "/dev/console", None, MS_BIND)
+            fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+            for fd in (0, 1, 2):
+                os.dup2(slave, fd)
+            socket.send_fds(sock, [b'{"pty": true}'], [master])
+        finally:
+            os.close(master)
+            os.close(slave)
+
+
+def _finalize_rootfs(plan: LaunchPlan) -> None:
+    for m in plan.mounts:
+        if m.destination == "/dev" and m.options.flags & MS_RDONLY:
+            with _step("remounting /dev read-only"):
+                _remount_bind("/dev", MS_RDONLY)
+    if plan.readonly:
+        with _step("setting rootfs as readonly"):
+            _remount_bind("/", MS_RDONLY)
+    os.umask(plan.umask)
+
+
+def _readonly_path(path: str) -> None:
+    try:
+        mount(path, path, None, MS_BIND | MS_REC)
+    except FileNotFoundError:
+        return
+    mount(path, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | _mount_flags_of(path))
+
+
+def _mask_path(path: str) -> None:
+    try:
+        mount("/dev/null", path, None, MS_BIND)
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:  # a directory: hide its content under an empty read-only tmpfs
+        mount("tmpfs", path, "tmpfs", MS_RDONLY)
+
+
+def _fix_stdio_owner(uid: int) -> None:
+    # the user's command must own its stdio (a pty made by root, a pipe) to reopen /dev/stdout and the like
+    null_rdev = os.stat("/dev/null").st_rdev if os.path.exists("/dev/null") else None
+    for fd in (0, 1, 2):
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            continue
+        if st.st_uid == uid or (stat.S_ISCHR(st.st_mode) and st.st_rdev == null_rdev):
+            continue
+        with contextlib.suppress(OSError):
+            os.fchown(fd, uid, -1)
+
+
+def _switch_identity(plan: LaunchPlan) -> None:
+    with _step("fixing stdio ownership"):
+        _fix_stdio_owner(plan.uid)
+    with _step("dropping the bounding set"):
+        for cap in range(plan.last_cap + 1):
+            if cap not in plan.bounding:
+                caps.drop_bounding(cap)
+    # the working directory is entered as root first (as runc does), so a directory only root can enter
+    # still works for another user; once more afterwards in case root cannot (root_squash NFS)
+    entered = False
+    with contextlib.suppress(OSError):
+        os.chdir(plan.cwd)
+        entered = True
+    with _step("setting the user"):
+        set_keep_capabilities(True)  # setresuid away from 0 would clear the permitted set
+        os.setgroups(plan.additional_gids)
+        os.setresgid(plan.gid, plan.gid, plan.gid)
+        os.setresuid(plan.uid, plan.uid, plan.uid)
+        set_keep_capabilities(False)
+    if not entered:
+        with _step(f"chdir to cwd ({json.dumps(plan.cwd)}) set in config.json failed"):
+            os.chdir(plan.cwd)
+    with _step("setting capabilities"):
+        caps.capset(plan.effective, plan.permitted, plan.inheritable)
+        caps.clear_ambient()
+        for cap in plan.ambient:
+            caps.raise_ambient(cap)

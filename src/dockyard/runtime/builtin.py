@@ -89,7 +89,6 @@ from ..linux.process import (
     set_no_new_privileges,
     set_parent_death_signal,
 )
-from .spec import ALL_CAPABILITIES
 
 __all__ = [
     "DEFAULT_DEVICES",
@@ -356,7 +355,7 @@ def _cap_numbers(names: Sequence[str], last_cap: int) -> frozenset[int]:
     numbers = set()
     for name in names:
         try:
-            number = ALL_CAPABILITIES.index(name.upper())
+            number = caps.ALL_CAPABILITIES.index(name.upper())
         except ValueError:
             raise SpawnError(f"unknown capability {name!r}") from None
         if number <= last_cap:  # one this kernel lacks cannot be granted; runc skips it too

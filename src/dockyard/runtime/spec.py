@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..linux.capabilities import ALL_CAPABILITIES  # the kernel's numbering, re-exported here
+
 __all__ = [
     "ALL_CAPABILITIES",
     "DEFAULT_CAPABILITIES",
@@ -74,18 +76,6 @@ DEFAULT_CAPABILITIES = (
     "CAP_SYS_CHROOT",
     "CAP_KILL",
     "CAP_AUDIT_WRITE",
-)
-
-# Every capability the kernel knows, indexed by number (linux/capability.h, up to 5.9's 40).
-ALL_CAPABILITIES = tuple(
-    "CAP_" + name
-    for name in (
-        "CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP LINUX_IMMUTABLE "
-        "NET_BIND_SERVICE NET_BROADCAST NET_ADMIN NET_RAW IPC_LOCK IPC_OWNER SYS_MODULE SYS_RAWIO "
-        "SYS_CHROOT SYS_PTRACE SYS_PACCT SYS_ADMIN SYS_BOOT SYS_NICE SYS_RESOURCE SYS_TIME SYS_TTY_CONFIG "
-        "MKNOD LEASE AUDIT_WRITE AUDIT_CONTROL SETFCAP MAC_OVERRIDE MAC_ADMIN SYSLOG WAKE_ALARM "
-        "BLOCK_SUSPEND AUDIT_READ PERFMON BPF CHECKPOINT_RESTORE"
-    ).split()
 )
 
 # Docker's lists; powercap joined them in Docker 27 (a power side channel), and we take it.

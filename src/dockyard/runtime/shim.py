@@ -1,0 +1,718 @@
+"""The per-container shim: the container's parent for its whole life, independent of the daemon.
+
+One small process per container (as containerd-shim-runc-v2 or conmon). It
+  - is a session leader (no terminal's signals reach it) and a child subreaper, so the container's init
+    and every process re-parented inside the container are its children, all reaped here;
+  - holds the container's stdio: pipes, or the pty master when the spec asks for a terminal;
+  - writes stdout/stderr to the json-file log (`dockyard.logs.jsonfile`), with rotation;
+  - serves attach and control requests on a unix socket in its state dir (`shim_protocol` has the
+    protocol and the files);
+  - records state.json once the container runs and exit.json once it has exited, its output is logged
+    and its cgroup removed; then exits. The daemon may die and come back meanwhile: nothing here depends
+    on it.
+
+Started by the daemon with `start_shim` (a fresh interpreter, `python -m dockyard.runtime.shim`), or with
+`fork_shim` from a single-threaded fork-server that has already imported this module (much faster). Both
+double-fork, so the shim is nobody's child but init's, and report through a pipe once the container's
+command has been exec'd (or why it could not be).
+
+One thread, one selector loop: SIGCHLD arrives through the wakeup fd; the loop never blocks on a client,
+so a slow attach client cannot stall the log (it is dropped once far behind).
+
+Not done (yet): external runtimes (`runtime_path`: runc/crun through `run --detach` and their
+`--console-socket`), exec processes, log drivers other than json-file, a fork-server in the daemon.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import fcntl
+import gc
+import json
+import os
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import termios
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, NoReturn
+
+from ..linux.cgroups import CGROUP_ROOT
+from ..linux.process import set_child_subreaper
+from ..logs.jsonfile import JsonFileWriter, format_time
+from . import builtin
+from .shim_protocol import SOCKET_NAME, STDERR, STDOUT, read_json, write_json_atomic
+
+__all__ = ["ShimConfig", "ShimStarted", "fork_shim", "run_shim", "start_shim"]
+
+READ_SIZE = 256 * 1024
+PIPE_SIZE = 1024 * 1024  # fewer wake-ups for a chatty container (the default 64 KiB fills in a blink)
+DRAIN_TIMEOUT = 2.0  # after init's exit, how long processes outside its PID namespace may keep our pipes
+MAX_CLIENT_BACKLOG = 8 * 1024 * 1024
+F_SETPIPE_SZ = 1031
+
+
+@dataclass
+class ShimConfig:
+    id: str
+    bundle: str
+    state_dir: str
+    log_path: str | None = None  # None: no log (driver "none"); attach still works
+    log_max_size: int | None = None
+    log_max_file: int = 1
+    open_stdin: bool = False
+    stdin_once: bool = False
+    terminal: bool | None = None  # None: the spec's process.terminal
+    runtime_path: str | None = None  # runc/crun: not supported yet
+    cgroup_root: str = CGROUP_ROOT
+    extra: dict[str, Any] = field(default_factory=dict)  # the daemon's own notes, kept in config.json
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ShimConfig:
+        return cls(**data)
+
+
+@dataclass
+class ShimStarted:
+    shim_pid: int
+    container_pid: int
+
+
+# --- starting a shim (the daemon's side) ----------------------------------------------------------------
+
+
+def _prepare(config: ShimConfig) -> tuple[int, int]:
+    os.makedirs(config.state_dir, 0o700, exist_ok=True)
+    for name in ("exit.json", "state.json", "shim.pid"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(config.state_dir, name))
+    write_json_atomic(os.path.join(config.state_dir, "config.json"), config.to_dict(), sync=False)
+    return os.pipe2(os.O_CLOEXEC)
+
+
+def _await_ready(r: int, timeout: float) -> ShimStarted:
+    """The shim's one report: {"shim_pid", "container_pid"} or {"error", "exit_code"}."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise builtin.SpawnError(f"the shim did not start the container within {timeout:g} s")
+            sel = selectors.DefaultSelector()
+            sel.register(r, selectors.EVENT_READ)
+            ready = sel.select(left)
+            sel.close()
+            if not ready:
+                continue
+            chunk = os.read(r, 65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(r)
+    if not data:
+        raise builtin.SpawnError("the shim died before starting the container")
+    msg = json.loads(data)
+    if "error" in msg:
+        raise builtin.SpawnError(msg["error"], msg.get("exit_code"))
+    return ShimStarted(int(msg["shim_pid"]), int(msg["container_pid"]))
+
+
+def start_shim(config: ShimConfig, *, python: str = sys.executable, timeout: float = 30.0) -> ShimStarted:
+    """Start a shim in a fresh interpreter; returns once the container runs. Raises SpawnError."""
+    r, w = _prepare(config)
+    try:
+        proc = subprocess.Popen(
+            [
+                python,
+                "-m",
+                "dockyard.runtime.shim",
+                "--config",
+                os.path.join(config.state_dir, "config.json"),
+                "--ready-fd",
+                str(w),
+            ],
+            pass_fds=(w,),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except BaseException:
+        os.close(r)
+        raise
+    finally:
+        os.close(w)
+    proc.wait(timeout)  # the first process exits right after forking the shim
+    return _await_ready(r, timeout)
+
+
+def fork_shim(config: ShimConfig, *, timeout: float = 30.0) -> ShimStarted:
+    """Start a shim by forking the caller, which must be single-threaded (a fork-server)."""
+    r, w = _prepare(config)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.setsid()
+            _detach(config, w)
+        finally:
+            os._exit(1)
+    os.close(w)
+    os.waitpid(pid, 0)
+    return _await_ready(r, timeout)
+
+
+def _detach(config: ShimConfig, ready_fd: int) -> NoReturn:
+    # the second fork: the shim is not a session leader's child the daemon could wait for, and init adopts it
+    if os.fork():
+        os._exit(0)
+    run_shim(config, ready_fd=None if ready_fd < 0 else ready_fd)
+
+
+# --- the shim ---------------------------------------------------------------------------------------------
+
+
+def run_shim(config: ShimConfig, *, ready_fd: int | None = None) -> NoReturn:
+    """Be the shim of `config`'s container until it has exited; never returns."""
+    code = 1
+    try:
+        code = _Shim(config, ready_fd).run()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            sys.stderr.write(traceback.format_exc())
+            sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
+def _set_nonblocking(fd: int) -> None:
+    os.set_blocking(fd, False)
+
+
+class _Client:
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.inbuf = b""
+        self.out = bytearray()
+        self.attached = False
+        self.streams: set[int] = set()
+        self.wants_stdin = False
+        self.reading = True
+        self.closing = False  # answered: closed once its reply is sent
+
+
+class _Shim:
+    def __init__(self, config: ShimConfig, ready_fd: int | None):
+        self.config = config
+        self.ready_fd = ready_fd
+        self.sel: selectors.BaseSelector = selectors.DefaultSelector()
+        self.container: builtin.RunningContainer | None = None
+        self.tty = False
+        self.pty_master: int | None = None
+        self.stdin_fd: int | None = None  # our end of the container's stdin
+        self.stdin_pending = b""
+        self.stdin_owner: _Client | None = None
+        self.outputs: dict[int, int] = {}  # fd -> stream id
+        self.writer: JsonFileWriter | None = None
+        self.clients: dict[int, _Client] = {}
+        self.waiters: list[_Client] = []
+        self.exit_code: int | None = None
+        self.exited_at: float | None = None
+        self.finished_at = 0
+        self.listener: socket.socket | None = None
+
+    # -- set-up
+
+    def run(self) -> int:
+        cfg = self.config
+        if os.getsid(0) != os.getpid():
+            os.setsid()
+        for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGPIPE, signal.SIGTTOU, signal.SIGTTIN):
+            signal.signal(sig, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not a forking daemon's handler
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        os.chdir(cfg.state_dir)  # and the socket is bound by a short relative name
+        null = os.open("/dev/null", os.O_RDWR)
+        log = os.open("shim.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.dup2(null, 0)
+        os.dup2(null, 1)
+        os.dup2(log, 2)
+        os.close(log)
+        os.close(null)
+        # nothing of the starter's (a forking daemon's listening socket...) may stay open in the shim
+        keep = self.ready_fd if self.ready_fd is not None else 2
+        os.closerange(3, keep)
+        os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
+        gc.freeze()  # the starter's objects, now holding closed fd numbers, must never be finalized
+        self.sel = selectors.DefaultSelector()  # its fd was among those just closed
+        set_child_subreaper()
+        with open("shim.pid.tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.rename("shim.pid.tmp", "shim.pid")
+        if cfg.runtime_path:
+            return self._fail("external runtimes are not supported by the shim yet", None)
+
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so that the wakeup fd is written
+        self.sel.register(wake_r, selectors.EVENT_READ, self._on_sigchld)
+
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(SOCKET_NAME)
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        self.listener.bind(SOCKET_NAME)
+        self.listener.listen(64)
+        self.listener.setblocking(False)
+        self.sel.register(self.listener, selectors.EVENT_READ, self._on_accept)
+
+        try:
+            self._spawn()
+        except builtin.SpawnError as e:
+            return self._fail(str(e), e.exit_code)
+        if cfg.log_path:
+            self.writer = JsonFileWriter(cfg.log_path, cfg.log_max_size, cfg.log_max_file)
+        assert self.container is not None
+        state = self.container.to_state()
+        state.update(StartedAt=format_time(time.time_ns()), shim_pid=os.getpid(), tty=self.tty)
+        write_json_atomic("state.json", state)
+        self._ready({"shim_pid": os.getpid(), "container_pid": self.container.pid})
+        self._loop()
+        return 0
+
+    def _spawn(self) -> None:
+        cfg = self.config
+        try:
+            with open(os.path.join(cfg.bundle, "config.json")) as f:
+                spec = json.load(f)
+        except (OSError, ValueError) as e:
+            raise builtin.SpawnError(f"reading {cfg.bundle}/config.json: {e}") from None
+        self.tty = bool(spec.get("process", {}).get("terminal")) if cfg.terminal is None else cfg.terminal
+        theirs: list[int] = []
+        try:
+            if self.tty:
+                null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+                theirs.append(null)
+                stdio = (null, null, null)
+            else:
+                if cfg.open_stdin:
+                    stdin_r, self.stdin_fd = os.pipe2(os.O_CLOEXEC)
+                    theirs.append(stdin_r)
+                else:
+                    stdin_r = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+                    theirs.append(stdin_r)
+                fds = []
+                for stream in (STDOUT, STDERR):
+                    r, w = os.pipe2(os.O_CLOEXEC)
+                    theirs.append(w)
+                    with contextlib.suppress(OSError):
+                        fcntl.fcntl(r, F_SETPIPE_SZ, PIPE_SIZE)
+                    self.outputs[r] = stream
+                    fds.append(w)
+                stdio = (stdin_r, fds[0], fds[1])
+            self.container = builtin.spawn(
+                cfg.bundle, cfg.id, spec, stdio=stdio, terminal=self.tty, cgroup_root=cfg.cgroup_root
+            )
+        finally:
+            for fd in theirs:
+                os.close(fd)  # the container has them now; their last copy closing is our EOF
+        if self.tty:
+            self.pty_master = self.container.pty_master
+            assert self.pty_master is not None
+            self.outputs[self.pty_master] = STDOUT
+            if cfg.open_stdin:
+                self.stdin_fd = os.dup(self.pty_master)
+        for fd in self.outputs:
+            _set_nonblocking(fd)
+            self.sel.register(fd, selectors.EVENT_READ, self._on_output)
+        if self.stdin_fd is not None:
+            _set_nonblocking(self.stdin_fd)
+
+    def _ready(self, message: dict[str, Any]) -> None:
+        if self.ready_fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.write(self.ready_fd, json.dumps(message).encode())
+        os.close(self.ready_fd)
+        self.ready_fd = None
+
+    def _fail(self, message: str, exit_code: int | None) -> int:
+        code = 128 if exit_code is None else exit_code
+        write_json_atomic(
+            "exit.json",
+            {
+                "ExitCode": code,
+                "FinishedAt": format_time(time.time_ns()),
+                "OOMKilled": False,
+                "Error": message,
+            },
+        )
+        self._ready({"error": message, "exit_code": exit_code})
+        if self.listener is not None:
+            self.listener.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(SOCKET_NAME)
+        return 1
+
+    # -- the loop
+
+    def _loop(self) -> None:
+        while True:
+            timeout = None
+            if self.exit_code is not None:
+                assert self.exited_at is not None
+                if not self.outputs:
+                    break
+                timeout = self.exited_at + DRAIN_TIMEOUT - time.monotonic()
+                if timeout <= 0:
+                    break
+            for key, mask in self.sel.select(timeout):
+                callback: Callable[[Any, int], None] = key.data
+                callback(key.fileobj, mask)
+        self._finish()
+
+    def _on_sigchld(self, fd: int, mask: int) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(fd, 4096):
+                pass
+        assert self.container is not None
+        while True:  # every child: the container's init and whatever was re-parented to us
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.container.pid and self.exit_code is None:
+                code = os.waitstatus_to_exitcode(status)
+                self.exit_code = 128 - code if code < 0 else code
+                self.exited_at = time.monotonic()
+                self.finished_at = time.time_ns()
+
+    def _on_output(self, fd: int, mask: int) -> None:
+        try:
+            data = os.read(fd, READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError as e:
+            if e.errno != errno.EIO:  # EIO: a pty whose slave side is all closed
+                raise
+            data = b""
+        stream = self.outputs[fd]
+        if not data:
+            self.sel.unregister(fd)
+            del self.outputs[fd]
+            if fd != self.pty_master:
+                os.close(fd)
+            return
+        if self.writer is not None:
+            self.writer.write("stderr" if stream == STDERR else "stdout", data)
+        if not self.clients:
+            return
+        frame = data if self.tty else struct.pack(">BxxxI", stream, len(data)) + data
+        for client in list(self.clients.values()):
+            if client.attached and stream in client.streams:
+                self._send(client, frame)
+
+    def _on_accept(self, listener: socket.socket, mask: int) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                sock, _ = listener.accept()
+                sock.setblocking(False)
+                client = _Client(sock)
+                self.clients[sock.fileno()] = client
+                self.sel.register(sock, selectors.EVENT_READ, self._on_client)
+
+    def _on_client(self, sock: socket.socket, mask: int) -> None:
+        client = self.clients[sock.fileno()]
+        if mask & selectors.EVENT_WRITE:
+            self._flush(client)
+            if client.sock.fileno() < 0:
+                return
+        if not mask & selectors.EVENT_READ:
+            return
+        try:
+            data = sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._drop(client)
+            return
+        if client.attached:
+            if not data:
+                self._stdin_eof(client)
+            elif client is self.stdin_owner:
+                self._feed_stdin(data)
+            return
+        if not data:
+            self._drop(client)
+            return
+        client.inbuf += data
+        if b"\n" not in client.inbuf:
+            if len(client.inbuf) > 65536:
+                self._drop(client)
+            return
+        line, rest = client.inbuf.split(b"\n", 1)
+        client.inbuf = b""
+        try:
+            request = json.loads(line)
+            reply = self._handle(client, request)
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            reply = {"error": f"bad request: {e}"}
+        except OSError as e:
+            reply = {"error": e.strerror or str(e)}
+        if reply is not None:
+            self._send(client, json.dumps(reply).encode() + b"\n")
+        if client.attached:
+            if rest and client is self.stdin_owner:
+                self._feed_stdin(rest)
+        elif reply is not None:
+            self._close_after_flush(client)
+
+    def _handle(self, client: _Client, req: dict[str, Any]) -> dict[str, Any] | None:
+        op = req["op"]
+        c = self.container
+        assert c is not None
+        if op == "state":
+            status = "running" if self.exit_code is None else "exited"
+            return {"ok": True, "pid": c.pid, "status": status, "tty": self.tty, "ExitCode": self.exit_code}
+        if op == "kill":
+            if self.exit_code is not None:
+                return {"error": f"container {c.id} is not running"}
+            try:
+                builtin.kill(c, int(req.get("signal", signal.SIGTERM)), all=bool(req.get("all")))
+            except ProcessLookupError:
+                return {"error": f"container {c.id} is not running"}
+            return {"ok": True}
+        if op == "resize":
+            if self.pty_master is None:
+                return {"error": "the container has no terminal"}
+            size = struct.pack("HHHH", int(req["height"]), int(req["width"]), 0, 0)
+            fcntl.ioctl(self.pty_master, termios.TIOCSWINSZ, size)
+            return {"ok": True}
+        if op == "close_stdin":
+            self._close_stdin()
+            return {"ok": True}
+        if op == "wait":
+            self.waiters.append(client)
+            return None
+        if op == "attach":
+            client.attached = True
+            wanted = ((STDOUT, req.get("stdout", True)), (STDERR, req.get("stderr", True)))
+            client.streams = {s for s, on in wanted if on}
+            if req.get("stdin") and self.stdin_fd is not None and self.stdin_owner is None:
+                self.stdin_owner = client
+            return {"ok": True, "tty": self.tty}
+        return {"error": f"unknown request {op!r}"}
+
+    # -- stdin
+
+    def _feed_stdin(self, data: bytes) -> None:
+        if self.stdin_fd is None:
+            return
+        self.stdin_pending += data
+        self._write_stdin(self.stdin_fd, 0)
+
+    def _write_stdin(self, fd: int, mask: int) -> None:
+        try:
+            while self.stdin_pending:
+                n = os.write(fd, self.stdin_pending)
+                self.stdin_pending = self.stdin_pending[n:]
+        except BlockingIOError:
+            pass
+        except OSError:  # EPIPE: the container closed its stdin
+            self.stdin_pending = b""
+        waiting = fd in self.sel.get_map()
+        if self.stdin_pending and not waiting:
+            self.sel.register(fd, selectors.EVENT_WRITE, self._write_stdin)
+        elif not self.stdin_pending and waiting:
+            self.sel.unregister(fd)
+        # back-pressure: stop reading the feeding client while the container does not read
+        owner = self.stdin_owner
+        if owner is not None and owner.sock.fileno() >= 0:
+            self._set_reading(owner, not self.stdin_pending)
+
+    def _stdin_eof(self, client: _Client) -> None:
+        self._set_reading(client, False)  # half-closed: it still gets the output
+        if client is self.stdin_owner:
+            self._release_stdin()
+
+    def _release_stdin(self) -> None:
+        self.stdin_owner = None
+        if self.config.stdin_once:
+            self._close_stdin()
+
+    def _close_stdin(self) -> None:
+        fd = self.stdin_fd
+        if fd is None:
+            return
+        if self.stdin_pending:  # what fits now; never block on a container that stopped reading
+            with contextlib.suppress(OSError):
+                os.write(fd, self.stdin_pending)
+            self.stdin_pending = b""
+        if fd in self.sel.get_map():
+            self.sel.unregister(fd)
+        if self.tty:
+            with contextlib.suppress(OSError):
+                os.write(fd, b"\x04")  # a terminal has no end of file to give: send it EOF (VEOF)
+        os.close(fd)
+        self.stdin_fd = None
+
+    # -- clients
+
+    def _set_reading(self, client: _Client, on: bool) -> None:
+        if client.reading == on:
+            return
+        client.reading = on
+        self._update(client)
+
+    def _update(self, client: _Client) -> None:
+        events = (selectors.EVENT_READ if client.reading else 0) | (
+            selectors.EVENT_WRITE if client.out else 0
+        )
+        try:
+            self.sel.get_key(client.sock)
+            registered = True
+        except KeyError:
+            registered = False
+        if events and registered:
+            self.sel.modify(client.sock, events, self._on_client)
+        elif events:
+            self.sel.register(client.sock, events, self._on_client)
+        elif registered:
+            self.sel.unregister(client.sock)
+
+    def _send(self, client: _Client, data: bytes) -> None:
+        client.out += data
+        if len(client.out) > MAX_CLIENT_BACKLOG:
+            self._drop(client)  # far behind: the log must not wait for it
+            return
+        self._flush(client)
+
+    def _flush(self, client: _Client) -> None:
+        try:
+            while client.out:
+                n = client.sock.send(client.out)
+                del client.out[:n]
+        except BlockingIOError:
+            pass
+        except OSError:
+            self._drop(client)
+            return
+        self._update(client)
+        if not client.out and client.closing:
+            self._drop(client)
+
+    def _close_after_flush(self, client: _Client) -> None:
+        client.closing = True
+        client.reading = False
+        if not client.out:
+            self._drop(client)
+        else:
+            self._update(client)
+
+    def _drop(self, client: _Client) -> None:
+        fd = client.sock.fileno()
+        if fd < 0:
+            return
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(client.sock)
+        self.clients.pop(fd, None)
+        if client in self.waiters:
+            self.waiters.remove(client)
+        client.sock.close()
+        if client is self.stdin_owner:
+            self._release_stdin()
+
+    # -- the end
+
+    def _oom_killed(self) -> bool:
+        assert self.container is not None
+        cgroup = self.container.cgroup
+        for name in ("memory.events", "memory.oom_control"):  # v2, v1 (kernel 4.13+)
+            with contextlib.suppress(OSError):
+                if cgroup.has("memory", name):
+                    for line in cgroup.read("memory", name).splitlines():
+                        key, _, value = line.partition(" ")
+                        if key == "oom_kill" and int(value) > 0:
+                            return True
+        return False
+
+    def _finish(self) -> None:
+        assert self.container is not None and self.exit_code is not None
+        if self.writer is not None:
+            self.writer.close()
+        oom = self._oom_killed()
+        error = ""
+        try:
+            builtin.delete(self.container, force=True)
+        except builtin.SpawnError as e:
+            error = str(e)
+            print(f"shim: {e}", file=sys.stderr)
+        record = {
+            "ExitCode": self.exit_code,
+            "FinishedAt": format_time(self.finished_at),
+            "OOMKilled": oom,
+            "Error": error,
+        }
+        write_json_atomic("exit.json", record)
+        self._on_sigchld_reap_rest()
+        if self.listener is not None:
+            self.sel.unregister(self.listener)
+            self.listener.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(SOCKET_NAME)
+        reply = json.dumps({"ok": True, **record}).encode() + b"\n"
+        for client in list(self.waiters):
+            self._send(client, reply)
+        # a last bounded chance for clients to take what they were sent
+        deadline = time.monotonic() + 1.0
+        for client in list(self.clients.values()):
+            if client.sock.fileno() < 0:
+                continue
+            with contextlib.suppress(OSError):
+                client.sock.setblocking(True)
+                client.sock.settimeout(max(0.01, deadline - time.monotonic()))
+                client.sock.sendall(bytes(client.out))
+            client.sock.close()
+        if self.pty_master is not None:
+            os.close(self.pty_master)
+
+    def _on_sigchld_reap_rest(self) -> None:
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    parser = argparse.ArgumentParser(prog="python -m dockyard.runtime.shim")
+    parser.add_argument("--config", required=True, help="the shim's config.json")
+    parser.add_argument("--ready-fd", type=int, help="where to report the start (JSON), then closed")
+    parser.add_argument("--foreground", action="store_true", help="do not fork: be the shim in this process")
+    args = parser.parse_args(argv)
+    data = read_json(args.config)
+    if data is None:
+        parser.error(f"no such file: {args.config}")
+    config = ShimConfig.from_dict(data)
+    if args.foreground:
+        run_shim(config, ready_fd=args.ready_fd)
+    if os.getsid(0) != os.getpid():
+        with contextlib.suppress(PermissionError):
+            os.setsid()
+    _detach(config, args.ready_fd if args.ready_fd is not None else -1)
+
+
+if __name__ == "__main__":
+    main()

@@ -104,7 +104,7 @@ class LayerInfo:
     diff_id: str  # of the tar
     size: int  # of the gzip blob
     tar_size: int
-    files: int  # regular files in the layer
+    files: int  # entries that are not directories (files, symlinks, hard links, devices)
 
 
 class LayerBuilder:
@@ -148,8 +148,17 @@ class LayerBuilder:
         digest = "sha256:" + self._sink.blob.hexdigest()
         self._tmp.rename(self.directory / f"{digest[7:]}.tar.gz")
         return LayerInfo(
-            digest, "sha256:" + self._sink.diff.hexdigest(), self._sink.gz_size, self._sink.tar_size, self.files
+            digest,
+            "sha256:" + self._sink.diff.hexdigest(),
+            self._sink.gz_size,
+            self._sink.tar_size,
+            self.files,
         )
+
+
+def _count_entries(fileobj, gzipped: bool = False) -> int:
+    with tarfile.open(fileobj=fileobj, mode="r|gz" if gzipped else "r|") as tar:
+        return sum(1 for member in tar if not member.isdir())
 
 
 def _layer_from_stream(directory: Path, stream, files: int) -> LayerInfo:
@@ -172,8 +181,8 @@ def _build_busybox(directory: Path) -> list[LayerInfo]:
     layers = []
     for blob, diff_id in zip(image.layers, image.diff_ids, strict=True):
         (directory / f"{blob.digest[7:]}.tar.gz").write_bytes(blob.data)
-        tar_size = len(zlib.decompress(blob.data, 31))
-        layers.append(LayerInfo(blob.digest, diff_id, blob.size, tar_size, 1))
+        tar = zlib.decompress(blob.data, 31)
+        layers.append(LayerInfo(blob.digest, diff_id, blob.size, len(tar), _count_entries(io.BytesIO(tar))))
     return layers
 
 
@@ -311,16 +320,17 @@ def _build_debian(directory: Path) -> list[LayerInfo]:
         raise RuntimeError(f"debootstrap failed ({done.returncode}):\n{tail}")
     _check_unmounted(rootfs)
     _scrub(rootfs, mirror)
-    files = sum(len(f) for _, _, f in os.walk(rootfs))
     entries = sorted(os.listdir(rootfs))
     tar = subprocess.Popen(
         ["tar", "--create", "--file=-", "--numeric-owner", "--sort=name", "-C", str(rootfs), *entries],
         stdout=subprocess.PIPE,
     )
     assert tar.stdout is not None
-    layer = _layer_from_stream(directory, tar.stdout, files)
+    layer = _layer_from_stream(directory, tar.stdout, 0)
     if tar.wait() != 0:
         raise RuntimeError("tar of the Debian root failed")
+    with open(directory / f"{layer.digest[7:]}.tar.gz", "rb") as blob:
+        layer.files = _count_entries(blob, gzipped=True)
     shutil.rmtree(rootfs)
     return [layer]
 
@@ -403,8 +413,10 @@ def build(name: str) -> CachedImage:
         "created": CREATED,
         "config": {"Env": [PATH_ENV], "Cmd": ["sh" if name == "busybox" else "bash"]},
         "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
-        "history": [{"created": CREATED, "created_by": f"bench/images.py {name} layer {i}"}
-                    for i in range(len(layers))],
+        "history": [
+            {"created": CREATED, "created_by": f"bench/images.py {name} layer {i}"}
+            for i in range(len(layers))
+        ],
     }
     config_blob = Blob.of(DOCKER_CONFIG, _json(config))
     manifest = {
@@ -433,7 +445,9 @@ def load(name: str) -> CachedImage | None:
         return None
     if not all((directory / f"{la.digest[7:]}.tar.gz").is_file() for la in layers):
         return None
-    return CachedImage(name, directory, Blob.of(DOCKER_MANIFEST, manifest), Blob.of(DOCKER_CONFIG, config), layers)
+    return CachedImage(
+        name, directory, Blob.of(DOCKER_MANIFEST, manifest), Blob.of(DOCKER_CONFIG, config), layers
+    )
 
 
 def ensure(name: str) -> CachedImage:

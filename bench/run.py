@@ -1,9 +1,12 @@
 """Benchmarks of Dockyard against docker (and podman) where installed; writes docs/benchmarks.md.
 
-    sudo .venv/bin/python bench/run.py [--runs 7]
+    sudo .venv/bin/python bench/run.py [--runs 7] [--pull [--pull-runs 5] [--pull-pause 60]]
 
 Starts its own dockyardd on a temporary socket and data root. Docker is measured only when a dockerd
 already answers on /var/run/docker.sock; podman when the podman binary is installed.
+
+With --pull it also runs bench/pull.py (pull from a local registry against its own dockerd; 15-30 min).
+Without it, the pull section already in the output file is kept as it is.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from timing import Measurement, available, socket_answers, time_command
+from timing import Measurement, available, find_section, socket_answers, time_command
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
@@ -72,7 +75,18 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument("--pull", action="store_true", help="also run bench/pull.py (15-30 min)")
+    parser.add_argument("--pull-runs", type=int, default=5)
+    parser.add_argument("--pull-pause", type=float, default=60)
     args = parser.parse_args()
+    import pull  # bench/pull.py
+
+    output = Path(args.output)
+    old = output.read_text() if output.exists() else ""
+    span = find_section(old, pull.SECTION)
+    pull_section = old[span[0] : span[1]] if span else ""
+    if args.pull:
+        pull_section = pull.render(pull.run_benchmark(args.pull_runs, args.pull_pause))
     with tempfile.TemporaryDirectory(prefix="dockyard-bench-") as tmp:
         daemon = DaemonProcess(Path(tmp)).start()
         try:
@@ -80,7 +94,9 @@ def main() -> int:
         finally:
             daemon.stop()
     text = render(sections, args.runs)
-    Path(args.output).write_text(text)
+    if pull_section:
+        text = text.rstrip("\n") + "\n\n" + pull_section.rstrip("\n") + "\n"
+    output.write_text(text)
     print(text)
     return 0
 

@@ -53,3 +53,33 @@ def socket_answers(path: str) -> bool:
 
 def available(tool: str) -> bool:
     return shutil.which(tool) is not None
+
+
+def find_section(text: str, title: str) -> tuple[int, int] | None:
+    """The [start, end) character span of the `## title` section of a Markdown text: from its heading
+    to the next `## ` heading (or the end)."""
+    lines = text.splitlines(keepends=True)
+    start = end = None
+    pos = 0
+    for line in lines:
+        if start is None and line.rstrip("\n") == f"## {title}":
+            start = pos
+        elif start is not None and line.startswith("## "):
+            end = pos
+            break
+        pos += len(line)
+    if start is None:
+        return None
+    return start, len(text) if end is None else end
+
+
+def replace_section(text: str, title: str, section: str) -> str:
+    """`text` with its `## title` section replaced by `section` (which starts with that heading), or with
+    `section` appended when there is none."""
+    section = section.rstrip("\n") + "\n"
+    span = find_section(text, title)
+    if span is None:
+        return text.rstrip("\n") + "\n\n" + section
+    start, end = span
+    rest = text[end:]
+    return text[:start] + section + ("\n" + rest if rest else "")

@@ -19,6 +19,7 @@ Stdlib only, so it runs from any interpreter without installing the project.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -241,7 +242,7 @@ def _tail(path: Path, lines: int) -> str:
         return "(no log)"
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     """True if pid exists and is not a zombie (a zombie has exited; only its parent can reap it)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -259,19 +260,28 @@ def _is_registry(pid: int) -> bool:
     return os.path.basename(argv0) == b"docker-registry"
 
 
-def stop_pid(pid: int, timeout: float = 10) -> bool:
-    """Stop a registry we did not spawn (e.g. from a pidfile). Returns False if it was not running."""
-    if not _alive(pid) or not _is_registry(pid):
-        return False
-    os.kill(pid, signal.SIGTERM)
+def terminate_pid(pid: int, timeout: float = 10) -> None:
+    """SIGTERM this PID, wait up to `timeout`, then SIGKILL; returns once it is gone (or a zombie)."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(pid):
-            return True
+        if not alive(pid):
+            return
         time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
-    while _alive(pid):
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    while alive(pid):
         time.sleep(0.05)
+
+
+def stop_pid(pid: int, timeout: float = 10) -> bool:
+    """Stop a registry we did not spawn (e.g. from a pidfile). Returns False if it was not running."""
+    if not alive(pid) or not _is_registry(pid):
+        return False
+    terminate_pid(pid, timeout)
     return True
 
 

@@ -26,6 +26,9 @@ def time_command(
 ) -> list[float]:
     """Wall-clock seconds of each run; a failing command is an error, not a fast result."""
     full_env = {**os.environ, **(env or {})}
+    # As on a user's machine, the warm-up run leaves .pyc files behind; with this variable set (as some
+    # sandboxes do) every timed run would compile the CLI's modules again.
+    full_env.pop("PYTHONDONTWRITEBYTECODE", None)
     times = []
     for i in range(warmup + runs):
         start = time.perf_counter()

@@ -39,6 +39,18 @@ class CommandParser(argparse.ArgumentParser):
         self.command = command
         self.add_argument("--help", action="help", help="Print usage")
 
+    # The flags many commands share, worded once.
+
+    def add_format(self, short: bool = False) -> None:
+        flags = ("-f", "--format") if short else ("--format",)
+        self.add_argument(*flags, metavar="string", help="Format output using a custom template")
+
+    def add_filter(
+        self, short: bool = True, help: str = "Filter output based on conditions provided"
+    ) -> None:
+        flags = ("-f", "--filter") if short else ("--filter",)
+        self.add_argument(*flags, metavar="filter", action="append", default=[], help=help)
+
     def format_help(self) -> str:
         lines = [f"Usage:  {self.usage}", "", self.description or "", ""]
         aliases = getattr(self, "aliases", None)

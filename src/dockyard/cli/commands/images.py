@@ -41,15 +41,8 @@ def configure(spec: CommandSpec) -> CommandParser:
             "-a", "--all", action="store_true", help="Show all images (default hides intermediate images)"
         )
         p.add_argument("--digests", action="store_true", help="Show digests")
-        p.add_argument(
-            "-f",
-            "--filter",
-            metavar="filter",
-            action="append",
-            default=[],
-            help="Filter output based on conditions provided",
-        )
-        p.add_argument("--format", metavar="string", help="Format output using a custom template")
+        p.add_filter()
+        p.add_format()
         p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
         p.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
         p.add_argument("repository", nargs="?", metavar="REPOSITORY[:TAG]")
@@ -72,7 +65,7 @@ def configure(spec: CommandSpec) -> CommandParser:
             "dockyard image inspect [OPTIONS] IMAGE [IMAGE...]",
             "Display detailed information on one or more images",
         )
-        p.add_argument("-f", "--format", metavar="string", help="Format output using a custom template")
+        p.add_format(short=True)
         p.add_argument("images", nargs="+", metavar="IMAGE")
     elif name == "inspect":
         p = CommandParser(
@@ -80,7 +73,7 @@ def configure(spec: CommandSpec) -> CommandParser:
             "dockyard inspect [OPTIONS] NAME|ID [NAME|ID...]",
             "Return low-level information on Dockyard objects",
         )
-        p.add_argument("-f", "--format", metavar="string", help="Format output using a custom template")
+        p.add_format(short=True)
         p.add_argument("--type", metavar="string", help="Return JSON for specified type")
         p.add_argument("images", nargs="+", metavar="NAME|ID")
     elif name in ("history", "image history"):
@@ -94,20 +87,14 @@ def configure(spec: CommandSpec) -> CommandParser:
         )
         p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
         p.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
-        p.add_argument("--format", metavar="string", help="Format output using a custom template")
+        p.add_format()
         p.add_argument("image", metavar="IMAGE")
     else:  # image prune
         p = CommandParser(name, "dockyard image prune [OPTIONS]", "Remove unused images")
         p.add_argument(
             "-a", "--all", action="store_true", help="Remove all unused images, not just dangling ones"
         )
-        p.add_argument(
-            "--filter",
-            metavar="filter",
-            action="append",
-            default=[],
-            help='Provide filter values (e.g. "until=<timestamp>")',
-        )
+        p.add_filter(short=False, help='Provide filter values (e.g. "until=<timestamp>")')
         p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
     return p
 

@@ -23,21 +23,14 @@ ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 def configure(spec: CommandSpec) -> CommandParser:
     if spec.name == "version":
         p = CommandParser("version", "dockyard version [OPTIONS]", "Show the Dockyard version information")
-        p.add_argument("-f", "--format", metavar="string", help="Format output using a custom template")
+        p.add_format(short=True)
     elif spec.name == "info":
         p = CommandParser("info", "dockyard info [OPTIONS]", "Display system-wide information")
-        p.add_argument("-f", "--format", metavar="string", help="Format output using a custom template")
+        p.add_format(short=True)
     else:
         p = CommandParser("events", "dockyard events [OPTIONS]", "Get real time events from the server")
-        p.add_argument(
-            "-f",
-            "--filter",
-            metavar="filter",
-            action="append",
-            default=[],
-            help="Filter output based on conditions provided",
-        )
-        p.add_argument("--format", metavar="string", help="Format output using a custom template")
+        p.add_filter()
+        p.add_format()
         p.add_argument("--since", metavar="string", help="Show all events created since timestamp")
         p.add_argument("--until", metavar="string", help="Stream events until this timestamp")
     return p

@@ -1,7 +1,6 @@
 """Image reference parsing. Expected values were checked against the docker 28.2 CLI (`docker pull REF`
 against a stub daemon, which prints the normalized reference or Docker's error) and distribution/reference."""
 
-
 import pytest
 
 from dockyard.reference import (

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from .. import API_VERSION, MIN_API_VERSION, __version__
 from ..engine import Daemon
-from . import archive, images, system
+from . import archive, containers, images, system
 from .errors import ApiError
 from .http import json_response
 from .routing import DAEMON_KEY, Handler, Route
@@ -82,4 +82,10 @@ def build_app(daemon: Daemon) -> web.Application:
     add_routes(app, system.ROUTES)
     add_routes(app, archive.ROUTES)  # before images: its /images/{name:.+}/... routes are greedy
     add_routes(app, images.ROUTES)
+    add_routes(app, containers.ROUTES)
+
+    async def _start_daemon(app: web.Application) -> None:
+        await daemon.start()
+
+    app.on_startup.append(_start_daemon)
     return app

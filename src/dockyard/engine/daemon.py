@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from .. import API_VERSION, MIN_API_VERSION, __version__
+from ..containers.service import ContainerService
 from ..distribution import RegistryClient, RegistryHosts
 from ..distribution.pull import Puller
 from ..distribution.push import Pusher
 from ..images import ImageService
 from .config import DEFAULT_RUNTIME, DaemonConfig
 from .events import EventBus
-from .hostinfo import host_info, runtime_version
+from .hostinfo import cgroup_version, host_info, runtime_version
 
 log = logging.getLogger("dockyard.engine")
 
@@ -48,8 +49,15 @@ class Daemon:
         )
         self.puller = Puller(self.images, self.registry, config.max_concurrent_downloads)
         self.pusher = Pusher(self.images, self.registry, config.max_concurrent_uploads)
+        self.containers = ContainerService(config.data_root, self.images, self.events, cgroup_version())
+        self.containers.recover()
+
+    async def start(self) -> None:
+        """In the event loop, before serving: watch the containers that still run."""
+        await self.containers.start_monitors()
 
     async def close(self) -> None:
+        await self.containers.close()
         await self.registry.close()
 
     # --- start-up ---------------------------------------------------------------------------------
@@ -123,12 +131,13 @@ class Daemon:
         cfg = self.config
         secure_index = not any(r in ("docker.io", "index.docker.io") for r in cfg.insecure_registries)
         runtime_commit = self.runtimes.get("runc")
+        counts = self.containers.counts()
         return {
             "ID": self.id,
-            "Containers": 0,
-            "ContainersRunning": 0,
-            "ContainersPaused": 0,
-            "ContainersStopped": 0,
+            "Containers": counts[0],
+            "ContainersRunning": counts[1],
+            "ContainersPaused": counts[2],
+            "ContainersStopped": counts[3],
             "Images": self.images.counts(),
             "Driver": self.images.driver,
             "DriverStatus": [["Backing Filesystem", _backing_filesystem(cfg.data_root)]],

@@ -1,0 +1,293 @@
+"""run (detached), create, start, stop, rm, ps, logs, wait."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..client import ApiClient, ApiError
+from ..parser import CommandParser, parse_filters
+from ..tables import ago, table
+from . import CommandSpec
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def _create_options(p: CommandParser) -> None:
+    p.add_argument("--name", metavar="string", help="Assign a name to the container")
+    p.add_argument(
+        "-e", "--env", action="append", default=[], metavar="list", help="Set environment variables"
+    )
+    p.add_argument("--entrypoint", metavar="string", help="Overwrite the default ENTRYPOINT of the image")
+    p.add_argument("-h", "--hostname", metavar="string", help="Container host name")
+    p.add_argument("-i", "--interactive", action="store_true", help="Keep STDIN open even if not attached")
+    p.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
+    p.add_argument("-l", "--label", action="append", default=[], metavar="list", help="Set meta data")
+    p.add_argument(
+        "-u", "--user", metavar="string", help="Username or UID (format: <name|uid>[:<group|gid>])"
+    )
+    p.add_argument("-w", "--workdir", metavar="string", help="Working directory inside the container")
+    p.add_argument("--rm", action="store_true", help="Automatically remove the container when it exits")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND")
+
+
+def configure(spec: CommandSpec) -> CommandParser:
+    name = spec.name
+    if name == "run":
+        p = CommandParser(
+            name, "dockyard run [OPTIONS] IMAGE [COMMAND] [ARG...]", "Run a command in a new container"
+        )
+        p.add_argument(
+            "-d", "--detach", action="store_true", help="Run container in background and print container ID"
+        )
+        _create_options(p)
+    elif name == "create":
+        p = CommandParser(
+            name, "dockyard create [OPTIONS] IMAGE [COMMAND] [ARG...]", "Create a new container"
+        )
+        _create_options(p)
+    elif name == "start":
+        p = CommandParser(
+            name, "dockyard start [OPTIONS] CONTAINER [CONTAINER...]", "Start one or more stopped containers"
+        )
+        p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    elif name == "stop":
+        p = CommandParser(
+            name, "dockyard stop [OPTIONS] CONTAINER [CONTAINER...]", "Stop one or more running containers"
+        )
+        p.add_argument(
+            "-t", "--time", type=int, metavar="int", help="Seconds to wait for stop before killing it"
+        )
+        p.add_argument("-a", "--all", action="store_true", help="Stop every running container")
+        p.add_argument("containers", nargs="*", metavar="CONTAINER")
+    elif name == "rm":
+        p = CommandParser(
+            name, "dockyard rm [OPTIONS] CONTAINER [CONTAINER...]", "Remove one or more containers"
+        )
+        p.add_argument("-f", "--force", action="store_true", help="Force the removal of a running container")
+        p.add_argument("-v", "--volumes", action="store_true", help="Remove anonymous volumes")
+        p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    elif name == "ps":
+        p = CommandParser(name, "dockyard ps [OPTIONS]", "List containers")
+        p.add_argument(
+            "-a", "--all", action="store_true", help="Show all containers (default shows just running)"
+        )
+        p.add_filter()
+        p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
+        p.add_argument("-q", "--quiet", action="store_true", help="Only display container IDs")
+    elif name == "logs":
+        p = CommandParser(name, "dockyard logs [OPTIONS] CONTAINER", "Fetch the logs of a container")
+        p.add_argument("-f", "--follow", action="store_true", help="Follow log output")
+        p.add_argument("--since", metavar="string", help="Show logs since timestamp")
+        p.add_argument("--until", metavar="string", help="Show logs before a timestamp")
+        p.add_argument(
+            "-n", "--tail", default="all", metavar="string", help="Number of lines to show from the end"
+        )
+        p.add_argument("-t", "--timestamps", action="store_true", help="Show timestamps")
+        p.add_argument("container", metavar="CONTAINER")
+    else:  # wait
+        p = CommandParser(
+            name,
+            "dockyard wait CONTAINER [CONTAINER...]",
+            "Block until one or more containers stop, then print their exit codes",
+        )
+        p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    return p
+
+
+def run(args: Any, client: ApiClient) -> int:
+    handler = {
+        "run": run_container,
+        "create": create,
+        "start": start,
+        "stop": stop,
+        "rm": remove,
+        "ps": ps,
+        "logs": logs,
+        "wait": wait,
+    }[args.command]
+    return handler(args, client)
+
+
+def _body(args: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "Image": args.image,
+        "Env": list(args.env),
+        "Tty": args.tty,
+        "OpenStdin": args.interactive,
+        "Labels": dict((label.split("=", 1) + [""])[:2] for label in args.label),
+        "HostConfig": {"AutoRemove": bool(args.rm)},
+    }
+    if args.cmd:
+        body["Cmd"] = list(args.cmd)
+    if args.entrypoint is not None:
+        body["Entrypoint"] = [args.entrypoint] if args.entrypoint else [""]
+    if args.hostname:
+        body["Hostname"] = args.hostname
+    if args.user:
+        body["User"] = args.user
+    if args.workdir:
+        body["WorkingDir"] = args.workdir
+    return body
+
+
+def _pull(image: str, client: ApiClient) -> int:
+    from .images import pull
+
+    ns = argparse.Namespace(image=image, all_tags=False, quiet=False, platform=None)
+    out = sys.stdout
+    sys.stdout = sys.stderr  # Docker prints the pull's progress on stderr for run/create
+    try:
+        return pull(ns, client)
+    finally:
+        sys.stdout = out
+
+
+def _create(args: Any, client: ApiClient) -> str | None:
+    body = _body(args)
+    query = {"name": args.name}
+    try:
+        created = client.post_json("/containers/create", body, query)
+    except ApiError as e:
+        if e.status != 404 or not e.message.startswith("No such image"):
+            raise
+        print(f"Unable to find image '{args.image}' locally", file=sys.stderr)
+        if _pull(args.image, client) != 0:
+            return None
+        created = client.post_json("/containers/create", body, query)
+    for warning in created.get("Warnings") or []:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    return created["Id"]
+
+
+def run_container(args: Any, client: ApiClient) -> int:
+    if not args.detach:
+        print("only detached mode (-d) is supported yet", file=sys.stderr)
+        return 1
+    container_id = _create(args, client)
+    if container_id is None:
+        return 125
+    try:
+        client.request("POST", f"/containers/{container_id}/start").read()
+    except ApiError as e:
+        print(f"Error response from daemon: {e.message}", file=sys.stderr)
+        return 127 if "executable file not found" in e.message else 126 if e.status == 400 else 125
+    print(container_id)
+    return 0
+
+
+def create(args: Any, client: ApiClient) -> int:
+    container_id = _create(args, client)
+    if container_id is None:
+        return 125
+    print(container_id)
+    return 0
+
+
+def _each(names: list[str], action: Any) -> int:
+    failed = False
+    for name in names:
+        try:
+            action(name)
+        except ApiError as e:
+            print(f"Error response from daemon: {e.message}", file=sys.stderr)
+            failed = True
+            continue
+        print(name)
+    return 1 if failed else 0
+
+
+def start(args: Any, client: ApiClient) -> int:
+    return _each(args.containers, lambda n: client.request("POST", f"/containers/{n}/start").read())
+
+
+def stop(args: Any, client: ApiClient) -> int:
+    names = list(args.containers)
+    if args.all:
+        names += [c["Id"][:12] for c in client.get_json("/containers/json")]
+    if not names:
+        print('"dockyard stop" requires at least 1 argument.', file=sys.stderr)
+        return 1
+    query = {"t": args.time} if args.time is not None else None
+    return _each(names, lambda n: client.request("POST", f"/containers/{n}/stop", query).read())
+
+
+def remove(args: Any, client: ApiClient) -> int:
+    query = {"force": args.force, "v": args.volumes}
+    return _each(args.containers, lambda n: client.request("DELETE", f"/containers/{n}", query).read())
+
+
+def wait(args: Any, client: ApiClient) -> int:
+    failed = False
+    for name in args.containers:
+        try:
+            result = client.post_json(f"/containers/{name}/wait")
+        except ApiError as e:
+            print(f"Error response from daemon: {e.message}", file=sys.stderr)
+            failed = True
+            continue
+        print(result.get("StatusCode"))
+    return 1 if failed else 0
+
+
+def ps(args: Any, client: ApiClient) -> int:
+    filters = parse_filters(args.filter)
+    containers = client.get_json("/containers/json", {"all": args.all, "filters": filters or None})
+    if args.quiet:
+        for c in containers:
+            print(c["Id"] if args.no_trunc else c["Id"][:12])
+        return 0
+    rows = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]]
+    for c in containers:
+        command = c.get("Command") or ""
+        if not args.no_trunc and len(command) > 20:
+            command = command[:19] + "…"
+        rows.append(
+            [
+                c["Id"] if args.no_trunc else c["Id"][:12],
+                c.get("Image", ""),
+                json.dumps(command, ensure_ascii=False),
+                ago(int(c.get("Created") or 0)),
+                c.get("Status", ""),
+                "",
+                ",".join(n.lstrip("/") for n in c.get("Names") or []),
+            ]
+        )
+    print(table(rows))
+    return 0
+
+
+def logs(args: Any, client: ApiClient) -> int:
+    info = client.get_json(f"/containers/{args.container}/json")
+    tty = bool((info.get("Config") or {}).get("Tty"))
+    query = {
+        "stdout": True,
+        "stderr": True,
+        "follow": args.follow,
+        "tail": args.tail,
+        "timestamps": args.timestamps,
+        "since": args.since,
+        "until": args.until,
+    }
+    response = client.request("GET", f"/containers/{args.container}/logs", query)
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+    pending = b""
+    for chunk in response.iter_chunks():
+        if tty:
+            out.write(chunk)
+            out.flush()
+            continue
+        pending += chunk
+        while len(pending) >= 8:
+            size = int.from_bytes(pending[4:8], "big")
+            if len(pending) < 8 + size:
+                break
+            target = err if pending[0] == 2 else out
+            target.write(pending[8 : 8 + size])
+            target.flush()
+            pending = pending[8 + size :]
+    return 0

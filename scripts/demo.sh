@@ -40,6 +40,14 @@ step dockyard version
 step dockyard pull httpd        # Docker Hub's httpd, served by the local mirror
 step dockyard images
 step dockyard history httpd
-step dockyard rmi httpd
+step dockyard run -d --name second httpd
+step dockyard ps
+step dockyard run -d --name hello busybox sh -c 'echo hello from a container'
+step dockyard wait hello
+step dockyard logs hello
+step dockyard stop second
+step dockyard rm second -f
+step dockyard rm hello
+step dockyard rmi httpd busybox
 echo
-echo "(run, stop, logs and rm arrive with the containers issue; the scenario will run httpd between pull and rmi.)"
+echo "(-p and -v, and fetching the page from httpd, arrive with the networks and volumes issue.)"

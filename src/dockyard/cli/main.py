@@ -33,7 +33,7 @@ def global_parser() -> GlobalParser:
     )
     p.add_argument("-D", "--debug", action="store_true", help="Enable debug mode")
     p.add_argument("-v", "--version", action="store_true", help="Print version information and quit")
-    p.add_argument("--help", "-h", action="store_true", help="Print usage")
+    p.add_argument("-h", "--help", action="store_true", help="Print usage")
     p.add_argument("command", nargs="?")
     p.add_argument("args", nargs=argparse.REMAINDER)
     return p

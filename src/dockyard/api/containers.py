@@ -1,14 +1,18 @@
-"""Container routes: create, start, wait, stop, kill, remove, inspect, list, logs."""
+"""Container routes: create, start, wait, stop, kill, remove, inspect, list, logs, attach, resize."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+from typing import Any
 
 from aiohttp import web
 
 from ..containers.service import ContainerError
 from ..logs.jsonfile import format_time
+from ..runtime import shim_protocol
 from ..units import parse_time
 from .errors import ApiError, BadRequest, NotModified
 from .http import json_response, query_bool, query_filters, query_int
@@ -179,6 +183,158 @@ async def logs(request: web.Request) -> web.StreamResponse:
     return response
 
 
+class _Hijacked(asyncio.Protocol):
+    """The client's connection once attach took it over from aiohttp: bytes both ways, half-close kept."""
+
+    def __init__(self, response: web.StreamResponse, transport: asyncio.Transport, previous: Any):
+        self.response = response  # the prepared 101: what the handler returns
+        self.transport = transport
+        self.previous = previous  # aiohttp's protocol: told when the connection is gone
+        self.reader = asyncio.StreamReader()
+        self.closed = asyncio.get_running_loop().create_future()
+        self._can_write = asyncio.Event()
+        self._can_write.set()
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed_data(data)
+
+    def eof_received(self) -> bool:
+        self.reader.feed_eof()
+        return True  # keep our side open: the output still flows
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.reader.feed_eof()
+        self._can_write.set()
+        if not self.closed.done():
+            self.closed.set_result(None)
+        with contextlib.suppress(Exception):
+            self.previous.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._can_write.set()
+
+    async def write(self, data: bytes) -> None:
+        if self.closed.done():
+            raise ConnectionResetError("the client is gone")
+        self.transport.write(data)
+        await self._can_write.wait()
+
+
+async def _hijack(request: web.Request, content_type: str) -> _Hijacked:
+    response = web.StreamResponse(
+        status=101,
+        reason="UPGRADED",
+        headers={"Content-Type": content_type, "Connection": "Upgrade", "Upgrade": "tcp"},
+    )
+    response.force_close()
+    await response.prepare(request)
+    await response.drain()
+    transport = request.transport
+    protocol = request.protocol
+    if transport is None or transport.is_closing():
+        raise ConnectionResetError("the client is gone")
+    tail = bytes(getattr(protocol, "_message_tail", b"") or b"")  # what came after the request
+    with contextlib.suppress(AttributeError):
+        protocol._message_tail = b""
+    hijacked = _Hijacked(response, transport, protocol)
+    transport.set_protocol(hijacked)
+    if tail:
+        hijacked.reader.feed_data(tail)
+    with contextlib.suppress(Exception):
+        transport.resume_reading()
+    return hijacked
+
+
+async def _bridge(client: _Hijacked, state_dir: str, stdin: bool, stdout: bool, stderr: bool) -> None:
+    sock = await asyncio.to_thread(shim_protocol.connect, state_dir, 10.0)
+    sock.setblocking(False)
+    shim_reader, shim_writer = await asyncio.open_unix_connection(sock=sock, limit=1 << 20)
+    try:
+        shim_writer.write(
+            json.dumps({"op": "attach", "stdin": stdin, "stdout": stdout, "stderr": stderr}).encode() + b"\n"
+        )
+        reply = json.loads(await shim_reader.readline() or b"{}")
+        if not reply.get("ok"):
+            raise ConnectionError(reply.get("error") or "the shim refused the attach")
+
+        async def output() -> None:
+            while chunk := await shim_reader.read(65536):
+                await client.write(chunk)
+
+        async def input_() -> None:
+            while chunk := await client.reader.read(65536):
+                if stdin:
+                    shim_writer.write(chunk)
+                    await shim_writer.drain()
+            if stdin and not client.closed.done():
+                shim_writer.write_eof()  # the client half-closed: the container's stdin ends (StdinOnce)
+
+        out_task = asyncio.create_task(output())
+        in_task = asyncio.create_task(input_())
+        try:
+            await asyncio.wait({out_task, client.closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (out_task, in_task):
+                task.cancel()
+            for task in (out_task, in_task):
+                with contextlib.suppress(BaseException):
+                    await task
+    finally:
+        shim_writer.close()
+        with contextlib.suppress(Exception):
+            await shim_writer.wait_closed()
+
+
+async def attach(request: web.Request) -> web.StreamResponse:
+    """The connection hijack: 101, then raw bytes both ways (dockerd's /containers/{id}/attach). Before
+    the container starts (docker run attaches first) it waits for the start, and the start has the shim
+    hold the output until this attach reaches it (ContainerService.attach_pending)."""
+    service = daemon_of(request).containers
+    try:
+        c = service.get(request.match_info["id"])
+    except ContainerError as e:
+        raise _api_error(e) from None
+    stdin, stdout, stderr = (query_bool(request, k) for k in ("stdin", "stdout", "stderr"))
+    tty = bool(c.config.get("Tty"))
+    content_type = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
+    async with service.attach_pending(c.id):
+        try:
+            client = await _hijack(request, content_type)
+        except (ConnectionError, RuntimeError):
+            return web.Response(status=499)
+        try:
+            if not c.running:
+                started = asyncio.ensure_future(service.wait_started(c.id))
+                await asyncio.wait({started, client.closed}, return_when=asyncio.FIRST_COMPLETED)
+                if not started.done():
+                    started.cancel()
+                    return client.response
+                started.result()
+            if request.query.get("stream", "1") not in ("0", "false", "False"):
+                await _bridge(client, service.shim_dir(c), stdin, stdout, stderr)
+        except (ContainerError, OSError, shim_protocol.ShimError, ValueError) as e:
+            log.debug("attach %s: %s", c.id, e)
+        finally:
+            client.transport.close()
+    return client.response
+
+
+async def resize(request: web.Request) -> web.Response:
+    try:
+        height = int(request.query.get("h") or 0)
+        width = int(request.query.get("w") or 0)
+    except ValueError:
+        raise BadRequest("invalid resize size") from None
+    try:
+        await daemon_of(request).containers.resize(request.match_info["id"], height, width)
+    except ContainerError as e:
+        raise _api_error(e) from None
+    return web.Response(status=200)
+
+
 ROUTES = [
     Route("POST", "/containers/create", create),
     Route("GET", "/containers/json", list_containers),
@@ -190,4 +346,6 @@ ROUTES = [
     Route("DELETE", "/containers/{id}", remove),
     Route("GET", "/containers/{id}/json", inspect),
     Route("GET", "/containers/{id}/logs", logs),
+    Route("POST", "/containers/{id}/attach", attach),
+    Route("POST", "/containers/{id}/resize", resize),
 ]

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT = 30.0
 POLL_INTERVAL = 0.05
+ATTACH_WAIT = 10.0  # how long a shim holds the output for an attach on its way (see attach_pending)
 
 
 class ContainerError(Exception):
@@ -142,6 +143,8 @@ class ContainerService:
         self._exit_waiters: dict[str, list[asyncio.Future[int]]] = {}
         self._removal_waiters: dict[str, list[asyncio.Future[int]]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._attach_pending: dict[str, int] = {}  # attaches waiting for the container to start
+        self._start_waiters: dict[str, list[asyncio.Future[None]]] = {}
 
     # --- helpers -----------------------------------------------------------------------------------
 
@@ -286,11 +289,64 @@ class ContainerService:
                 raise NotModified("container already started", 304)
             if c.state.status == "removing":
                 raise ContainerError(f"container {c.id} is marked for removal and cannot be started", 409)
-            await asyncio.to_thread(self._start_blocking, c)
+            try:
+                await asyncio.to_thread(self._start_blocking, c, self._attach_pending.get(c.id, 0) > 0)
+            except BaseException as e:
+                for fut in self._start_waiters.pop(c.id, []):
+                    if not fut.done():
+                        fut.set_exception(e if isinstance(e, ContainerError) else ContainerError(str(e)))
+                raise
         self.events.emit("container", "start", c.id, image=c.image, name=c.name)
         self._monitor(c)
+        for fut in self._start_waiters.pop(c.id, []):
+            _resolve(fut, None)  # type: ignore[arg-type]
 
-    def _start_blocking(self, c: Container) -> None:
+    # --- attach ------------------------------------------------------------------------------------
+
+    def shim_dir(self, c: Container) -> str:
+        return str(self._state_dir(c))
+
+    @contextlib.asynccontextmanager
+    async def attach_pending(self, container_id: str) -> AsyncIterator[None]:
+        """While this is open, a start of the container has its shim hold the output (up to ATTACH_WAIT
+        seconds) until an attach request arrives: docker run attaches before it starts, and the first
+        output (`echo hi`) must not be gone by the time the attach reaches the shim."""
+        self._attach_pending[container_id] = self._attach_pending.get(container_id, 0) + 1
+        try:
+            yield
+        finally:
+            left = self._attach_pending.get(container_id, 1) - 1
+            if left > 0:
+                self._attach_pending[container_id] = left
+            else:
+                self._attach_pending.pop(container_id, None)
+
+    async def wait_started(self, ref: str) -> Container:
+        """The container once it runs (now, or at its next start)."""
+        c = self.get(ref)
+        if c.running:
+            return c
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._start_waiters.setdefault(c.id, []).append(fut)
+        try:
+            await fut
+        finally:
+            waiters = self._start_waiters.get(c.id)
+            if waiters and fut in waiters:
+                waiters.remove(fut)
+        return c
+
+    async def resize(self, ref: str, height: int, width: int) -> None:
+        c = self.get(ref)
+        if not c.running:
+            raise ContainerError(f"Container {c.id} is not running", 409)
+        client = ShimClient(str(self._state_dir(c)))
+        try:
+            await asyncio.to_thread(client.resize, height, width)
+        except (OSError, ShimError) as e:
+            log.debug("container %s: resize: %s", c.id, e)
+
+    def _start_blocking(self, c: Container, attach_pending: bool = False) -> None:
         from ..runtime.builtin import SpawnError
         from ..runtime.shim import ShimConfig, start_shim
 
@@ -337,6 +393,7 @@ class ContainerService:
             log_max_file=int(log_opts.get("max-file") or 1),
             open_stdin=options.open_stdin,
             stdin_once=bool(c.config.get("StdinOnce")),
+            attach_wait=ATTACH_WAIT if attach_pending else 0.0,
         )
         try:
             started = start_shim(config, timeout=START_TIMEOUT)
@@ -634,7 +691,7 @@ class ContainerService:
             "ProcessLabel": "",
             "AppArmorProfile": "",
             "ExecIDs": None,
-            "HostConfig": c.host_config,
+            "HostConfig": _shown_host_config(c.host_config),
             "GraphDriver": graph,
             "Mounts": [],
             "Config": c.config,
@@ -766,6 +823,14 @@ class ContainerService:
         for task in self._monitors.values():
             task.cancel()
         self._monitors.clear()
+
+
+def _shown_host_config(host_config: dict[str, Any]) -> dict[str, Any]:
+    """As dockerd shows it: the log driver filled in (docker-py's run reads it)."""
+    log_config = host_config.get("LogConfig") or {}
+    if log_config.get("Type"):
+        return host_config
+    return {**host_config, "LogConfig": {"Type": "json-file", "Config": log_config.get("Config") or {}}}
 
 
 def _resolve(fut: asyncio.Future[int], value: int) -> None:

@@ -70,6 +70,9 @@ class ShimConfig:
     log_max_file: int = 1
     open_stdin: bool = False
     stdin_once: bool = False
+    # > 0: an attach is on its way (docker run attaches before it starts): the container's output stays
+    # in its pipes (nothing read, nothing logged) until the first attach request or for at most this long
+    attach_wait: float = 0.0
     terminal: bool | None = None  # None: the spec's process.terminal
     runtime_path: str | None = None  # runc/crun: not supported yet
     cgroup_root: str = CGROUP_ROOT
@@ -233,6 +236,7 @@ class _Shim:
         self.exited_at: float | None = None
         self.finished_at = 0
         self.listener: socket.socket | None = None
+        self.outputs_deferred_until: float | None = None  # see ShimConfig.attach_wait
 
     # -- set-up
 
@@ -336,9 +340,19 @@ class _Shim:
                 self.stdin_fd = os.dup(self.pty_master)
         for fd in self.outputs:
             _set_nonblocking(fd)
-            self.sel.register(fd, selectors.EVENT_READ, self._on_output)
+        if cfg.attach_wait > 0:
+            self.outputs_deferred_until = time.monotonic() + cfg.attach_wait
+        else:
+            self._watch_outputs()
         if self.stdin_fd is not None:
             _set_nonblocking(self.stdin_fd)
+
+    def _watch_outputs(self) -> None:
+        self.outputs_deferred_until = None
+        if self.exited_at is not None:  # the drain's time counts from now
+            self.exited_at = time.monotonic()
+        for fd in self.outputs:
+            self.sel.register(fd, selectors.EVENT_READ, self._on_output)
 
     def _ready(self, message: dict[str, Any]) -> None:
         if self.ready_fd is None:
@@ -371,7 +385,12 @@ class _Shim:
     def _loop(self) -> None:
         while True:
             timeout = None
-            if self.exit_code is not None:
+            if self.outputs_deferred_until is not None:
+                timeout = self.outputs_deferred_until - time.monotonic()
+                if timeout <= 0:
+                    self._watch_outputs()
+                    continue
+            elif self.exit_code is not None:
                 assert self.exited_at is not None
                 if not self.outputs:
                     break
@@ -510,6 +529,8 @@ class _Shim:
             return None
         if op == "attach":
             client.attached = True
+            if self.outputs_deferred_until is not None:
+                self._watch_outputs()
             wanted = ((STDOUT, req.get("stdout", True)), (STDERR, req.get("stderr", True)))
             client.streams = {s for s, on in wanted if on}
             if req.get("stdin") and self.stdin_fd is not None and self.stdin_owner is None:

@@ -211,6 +211,7 @@ class ContainerOptions:
     hostname: str = ""
     domainname: str = ""
     tty: bool = False
+    console_size: tuple[int, int] | None = None  # HostConfig.ConsoleSize: [height, width] at start
     open_stdin: bool = False
     stop_signal: str = ""
     # HostConfig
@@ -299,6 +300,7 @@ class ContainerOptions:
             hostname=config.get("Hostname") or "",
             domainname=config.get("Domainname") or "",
             tty=bool(config.get("Tty")),
+            console_size=_console_size(hc.get("ConsoleSize")),
             open_stdin=bool(config.get("OpenStdin")),
             stop_signal=config.get("StopSignal") or "",
             binds=list(hc.get("Binds") or []),
@@ -785,6 +787,15 @@ def _container_ref(mode: str) -> str | None:
 def _default_cgroupns(cgroup_version: str) -> str:
     # Docker: private on cgroup v2 (privileged too), host on v1
     return "private" if cgroup_version == "2" else "host"
+
+
+def _console_size(value: Any) -> tuple[int, int] | None:
+    """Docker's ConsoleSize, [height, width]; None when unset or zero."""
+    try:
+        height, width = (int(v) for v in value or ())
+    except (TypeError, ValueError):
+        return None
+    return (height, width) if height > 0 and width > 0 else None
 
 
 def adapt_host_config(host_config: dict[str, Any], *, cgroup_version: str) -> dict[str, Any]:
@@ -1283,8 +1294,12 @@ def build_spec(
     if not any(_env_key(e) == "HOME" for e in env):
         env.append(f"HOME={home}")  # runc adds it too; written here so every runtime agrees
 
+    console: dict[str, Any] = {}
+    if options.tty and options.console_size:
+        console["consoleSize"] = {"height": options.console_size[0], "width": options.console_size[1]}
     caps = tweak_capabilities(options.cap_add, options.cap_drop, options.privileged, last_cap=last_cap)
     process: dict[str, Any] = {
+        **console,
         "terminal": options.tty,
         "user": {"uid": uid, "gid": gid, "additionalGids": additional_gids},
         "args": [merged.path, *merged.args],

@@ -1,9 +1,11 @@
-"""run (detached), create, start, stop, rm, ps, logs, wait."""
+"""run (detached or attached), create, start, stop, rm, ps, logs, wait."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 
 from ..client import ApiClient, ApiError
@@ -122,6 +124,16 @@ def _body(args: Any) -> dict[str, Any]:
         "Labels": dict((label.split("=", 1) + [""])[:2] for label in args.label),
         "HostConfig": {"AutoRemove": bool(args.rm)},
     }
+    if args.tty and os.isatty(1):
+        size = os.get_terminal_size(1)
+        body["HostConfig"]["ConsoleSize"] = [size.lines, size.columns]
+    if not getattr(args, "detach", True):
+        body.update(
+            AttachStdin=args.interactive,
+            AttachStdout=True,
+            AttachStderr=True,
+            StdinOnce=args.interactive,
+        )
     if args.cmd:
         body["Cmd"] = list(args.cmd)
     if args.entrypoint is not None:
@@ -164,20 +176,69 @@ def _create(args: Any, client: ApiClient) -> str | None:
     return created["Id"]
 
 
+def _start_failed(e: ApiError) -> int:
+    print(f"Error response from daemon: {e.message}", file=sys.stderr)
+    return 127 if "executable file not found" in e.message else 126 if e.status == 400 else 125
+
+
 def run_container(args: Any, client: ApiClient) -> int:
     if not args.detach:
-        print("only detached mode (-d) is supported yet", file=sys.stderr)
-        return 1
+        return _run_attached(args, client)
     container_id = _create(args, client)
     if container_id is None:
         return 125
     try:
         client.request("POST", f"/containers/{container_id}/start").read()
     except ApiError as e:
-        print(f"Error response from daemon: {e.message}", file=sys.stderr)
-        return 127 if "executable file not found" in e.message else 126 if e.status == 400 else 125
+        return _start_failed(e)
     print(container_id)
     return 0
+
+
+def _run_attached(args: Any, client: ApiClient) -> int:
+    """As the docker CLI: create, attach (connection hijack), wait (next-exit), start, copy the streams,
+    then the wait's status is the exit code."""
+    from .attach import AttachedStreams
+
+    container_id = _create(args, client)
+    if container_id is None:
+        return 125
+    streams = AttachedStreams(client.host, container_id, stdin=args.interactive, tty=args.tty)
+    try:
+        streams.connect()
+    except ApiError as e:
+        print(f"Error response from daemon: {e.message}", file=sys.stderr)
+        return 125
+    waiter = ApiClient(client.host)
+    condition = "removed" if args.rm else "next-exit"
+    wait_response = waiter.request("POST", f"/containers/{container_id}/wait", {"condition": condition})
+    try:
+        client.request("POST", f"/containers/{container_id}/start").read()
+    except ApiError as e:
+        streams.close()
+        if args.rm:
+            with contextlib.suppress(ApiError):
+                client.request("DELETE", f"/containers/{container_id}", {"force": True}).read()
+        return _start_failed(e)
+    try:
+        streams.run(resize=lambda h, w: _resize(client, container_id, h, w))
+    finally:
+        streams.close()
+    try:
+        status = json.loads(wait_response.read() or b"{}")
+    except ValueError:
+        return 125
+    finally:
+        waiter.close()
+    if (status.get("Error") or {}).get("Message"):
+        print(f"Error response from daemon: {status['Error']['Message']}", file=sys.stderr)
+        return 125
+    return int(status.get("StatusCode", 125))
+
+
+def _resize(client: ApiClient, container_id: str, height: int, width: int) -> None:
+    with contextlib.suppress(ApiError, OSError):
+        client.request("POST", f"/containers/{container_id}/resize", {"h": height, "w": width}).read()
 
 
 def create(args: Any, client: ApiClient) -> int:

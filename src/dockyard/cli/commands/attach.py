@@ -1,0 +1,110 @@
+"""The client side of an attach: the hijacked connection's output to our stdout/stderr (demultiplexed
+without a TTY, raw with one), our stdin to the container (-i), the local terminal in raw mode with -t."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable
+
+from ..client import ApiClient, ApiError, Response
+
+
+class AttachedStreams:
+    def __init__(self, host: str, container_id: str, *, stdin: bool, tty: bool) -> None:
+        self.client = ApiClient(host)
+        self.container_id = container_id
+        self.stdin = stdin
+        self.tty = tty
+        self.response: Response | None = None
+
+    def connect(self) -> None:
+        """POST /containers/{id}/attach with the upgrade headers; the daemon answers 101."""
+        response = self.client.request(
+            "POST",
+            f"/containers/{self.container_id}/attach",
+            {"stream": 1, "stdin": 1 if self.stdin else 0, "stdout": 1, "stderr": 1},
+            headers={"Connection": "Upgrade", "Upgrade": "tcp"},
+            check=False,
+        )
+        if response.status != 101:
+            if response.status >= 400:
+                raise ApiError(response.status, response.read().decode(errors="replace"))
+            raise ApiError(response.status, f"unexpected answer to attach: {response.status}")
+        self.response = response
+
+    def close(self) -> None:
+        self.client.close()
+
+    def run(self, resize: Callable[[int, int], None] | None = None) -> None:
+        """Copy both ways until the container's output ends."""
+        assert self.response is not None
+        conn = self.response._conn
+        sock = conn.sock
+        terminal = self.tty and self.stdin and os.isatty(0)
+        saved = None
+        if self.tty and resize is not None and os.isatty(1):
+            size = os.get_terminal_size(1)
+            resize(size.lines, size.columns)
+            previous = signal.getsignal(signal.SIGWINCH)
+
+            def on_winch(*_: object) -> None:
+                with contextlib.suppress(OSError):
+                    s = os.get_terminal_size(1)
+                    resize(s.lines, s.columns)
+
+            signal.signal(signal.SIGWINCH, on_winch)
+        else:
+            previous = None
+        if terminal:
+            import termios
+            import tty
+
+            saved = termios.tcgetattr(0)
+            tty.setraw(0)
+        try:
+            if self.stdin:
+                threading.Thread(target=self._pump_stdin, args=(sock,), daemon=True).start()
+            self._pump_output(conn.reader)
+        finally:
+            if saved is not None:
+                import termios
+
+                termios.tcsetattr(0, termios.TCSADRAIN, saved)
+            if previous is not None:
+                signal.signal(signal.SIGWINCH, previous)
+
+    @staticmethod
+    def _pump_stdin(sock: socket.socket) -> None:
+        try:
+            while data := os.read(0, 65536):
+                sock.sendall(data)
+            sock.shutdown(1)  # half-close: the container's stdin ends
+        except OSError:
+            pass
+
+    def _pump_output(self, reader: io.BufferedReader) -> None:
+        out, err = sys.stdout.buffer, sys.stderr.buffer
+        if self.tty:
+            with contextlib.suppress(OSError, ValueError):
+                while data := reader.read1(65536):
+                    out.write(data)
+                    out.flush()
+            return
+        pending = b""
+        with contextlib.suppress(OSError, ValueError):
+            while data := reader.read1(65536):
+                pending += data
+                while len(pending) >= 8:
+                    size = int.from_bytes(pending[4:8], "big")
+                    if len(pending) < 8 + size:
+                        break
+                    target = err if pending[0] == 2 else out
+                    target.write(pending[8 : 8 + size])
+                    target.flush()
+                    pending = pending[8 + size :]

@@ -42,8 +42,7 @@ step dockyard images
 step dockyard history httpd
 step dockyard run -d --name second httpd
 step dockyard ps
-step dockyard run -d --name hello busybox sh -c 'echo hello from a container'
-step dockyard wait hello
+step dockyard run --name hello busybox sh -c 'echo hello from a container'
 step dockyard logs hello
 step dockyard stop second
 step dockyard rm second -f

@@ -18,11 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from timing import Measurement, available, find_section, socket_answers, time_command
+from timing import Measurement, available, find_section, time_command
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
-from harness import DOCKYARD, DaemonProcess  # noqa: E402  (tests/integration/harness.py)
+from harness import DOCKYARD, DaemonProcess, ping  # noqa: E402  (tests/integration/harness.py)
 
 DOCKER_SOCKET = "/var/run/docker.sock"
 
@@ -41,7 +41,7 @@ def cli_startup(daemon: DaemonProcess, runs: int) -> list[Measurement]:
                 time_command(["docker", "version"], runs, env={"DOCKER_HOST": daemon.host}),
             )
         )
-        if socket_answers(DOCKER_SOCKET):
+        if ping(DOCKER_SOCKET):
             results.append(
                 Measurement(
                     "docker version → dockerd",

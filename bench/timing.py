@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import time
@@ -39,19 +38,6 @@ def time_command(
         if i >= warmup:
             times.append(elapsed)
     return times
-
-
-def socket_answers(path: str) -> bool:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(2)
-    try:
-        sock.connect(path)
-        sock.sendall(b"GET /_ping HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n")
-        return sock.recv(32).startswith(b"HTTP/1.1 200")
-    except OSError:
-        return False
-    finally:
-        sock.close()
 
 
 def available(tool: str) -> bool:

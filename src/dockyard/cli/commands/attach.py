@@ -96,15 +96,28 @@ class AttachedStreams:
                     out.write(data)
                     out.flush()
             return
-        pending = b""
+        demux = StreamDemux(out, err)
         with contextlib.suppress(OSError, ValueError):
             while data := reader.read1(65536):
-                pending += data
-                while len(pending) >= 8:
-                    size = int.from_bytes(pending[4:8], "big")
-                    if len(pending) < 8 + size:
-                        break
-                    target = err if pending[0] == 2 else out
-                    target.write(pending[8 : 8 + size])
-                    target.flush()
-                    pending = pending[8 + size :]
+                demux.feed(data)
+
+
+class StreamDemux:
+    """Docker's multiplexed stream without a TTY: 8-byte headers (stream id, big-endian length), each
+    frame's payload written to stdout or stderr. Used for attach and for logs."""
+
+    def __init__(self, out: io.BufferedWriter, err: io.BufferedWriter) -> None:
+        self._out, self._err = out, err
+        self._pending = bytearray()  # deleting from its front is cheap, unlike slicing bytes
+
+    def feed(self, data: bytes) -> None:
+        pending = self._pending
+        pending += data
+        while len(pending) >= 8:
+            size = int.from_bytes(pending[4:8], "big")
+            if len(pending) < 8 + size:
+                break
+            target = self._err if pending[0] == 2 else self._out
+            target.write(pending[8 : 8 + size])
+            target.flush()
+            del pending[: 8 + size]

@@ -335,20 +335,14 @@ def logs(args: Any, client: ApiClient) -> int:
         "until": args.until,
     }
     response = client.request("GET", f"/containers/{args.container}/logs", query)
-    out, err = sys.stdout.buffer, sys.stderr.buffer
-    pending = b""
+    from .attach import StreamDemux
+
+    out = sys.stdout.buffer
+    demux = StreamDemux(out, sys.stderr.buffer)
     for chunk in response.iter_chunks():
         if tty:
             out.write(chunk)
             out.flush()
-            continue
-        pending += chunk
-        while len(pending) >= 8:
-            size = int.from_bytes(pending[4:8], "big")
-            if len(pending) < 8 + size:
-                break
-            target = err if pending[0] == 2 else out
-            target.write(pending[8 : 8 + size])
-            target.flush()
-            pending = pending[8 + size :]
+        else:
+            demux.feed(chunk)
     return 0

@@ -20,16 +20,17 @@ def unique(prefix: str) -> str:
 
 
 def _shims_under(path: str) -> list[int]:
+    """Shims of the daemon whose data root is `path`: a shim works in its state dir there (its command line
+    is the fork-server's, which names no path)."""
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmdline = f.read()
+            cwd = os.readlink(f"/proc/{pid}/cwd")
         except OSError:
             continue
-        if b"dockyard.runtime.shim" in cmdline and path.encode() in cmdline:
+        if cwd.startswith(path.rstrip("/") + "/"):
             found.append(int(pid))
     return found
 

@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..images.service import ImageError, _trim_fraction
 from ..logs.jsonfile import read_logs
+from ..runtime.forkserver import ShimLauncher
 from ..runtime.shim_protocol import ShimClient, ShimError, read_json
+from ..runtime.shim_protocol import connect as shim_connect
 from ..runtime.spec import (
     ContainerOptions,
     SpecError,
@@ -145,6 +147,7 @@ class ContainerService:
         self._locks: dict[str, asyncio.Lock] = {}
         self._attach_pending: dict[str, int] = {}  # attaches waiting for the container to start
         self._start_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self.launcher = ShimLauncher()  # started lazily, at the first container start
 
     # --- helpers -----------------------------------------------------------------------------------
 
@@ -348,7 +351,7 @@ class ContainerService:
 
     def _start_blocking(self, c: Container, attach_pending: bool = False) -> None:
         from ..runtime.builtin import SpawnError
-        from ..runtime.shim import ShimConfig, start_shim
+        from ..runtime.shim import ShimConfig
 
         try:
             record = self.images.get(c.image_id)
@@ -396,7 +399,7 @@ class ContainerService:
             attach_wait=ATTACH_WAIT if attach_pending else 0.0,
         )
         try:
-            started = start_shim(config, timeout=START_TIMEOUT)
+            started = self.launcher.start(config, timeout=START_TIMEOUT)
         except SpawnError as e:
             c.state.exit_code = e.exit_code if e.exit_code is not None else 128
             c.state.error = str(e)
@@ -431,6 +434,8 @@ class ContainerService:
     async def _watch(self, c: Container) -> None:
         exit_path = self._state_dir(c) / "exit.json"
         missing_since: float | None = None
+        if not exit_path.exists():
+            await self._shim_exited(c)
         while True:
             record = read_json(str(exit_path))
             if record is not None:
@@ -457,6 +462,29 @@ class ContainerService:
                 self.events.emit("container", "destroy", c.id, image=c.image, name=c.name)
             except ContainerError as e:
                 log.warning("container %s: auto-remove: %s", c.id, e)
+
+    async def _shim_exited(self, c: Container) -> None:
+        """Return as soon as the shim reports the container's exit (a `wait` request on its socket), so that
+        `run --rm` does not pay for a poll interval; on any trouble with the shim, return at once and let the
+        caller poll exit.json."""
+        try:
+            sock = await asyncio.to_thread(shim_connect, str(self._state_dir(c)), 2.0)
+        except OSError:
+            return
+        sock.setblocking(False)
+        try:
+            reader, writer = await asyncio.open_unix_connection(sock=sock)
+        except OSError:
+            sock.close()
+            return
+        try:
+            writer.write(b'{"op": "wait"}\n')
+            await writer.drain()
+            await reader.readline()
+        except OSError:
+            pass
+        finally:
+            writer.close()
 
     def _record_exit(self, c: Container, record: dict[str, Any]) -> None:
         c.state.status = "exited"
@@ -823,6 +851,7 @@ class ContainerService:
         for task in self._monitors.values():
             task.cancel()
         self._monitors.clear()
+        await asyncio.to_thread(self.launcher.close)
 
 
 def _shown_host_config(host_config: dict[str, Any]) -> dict[str, Any]:

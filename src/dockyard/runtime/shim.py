@@ -51,7 +51,16 @@ from ..logs.jsonfile import JsonFileWriter, format_time
 from . import builtin
 from .shim_protocol import SOCKET_NAME, STDERR, STDOUT, read_json, write_json_atomic
 
-__all__ = ["ShimConfig", "ShimStarted", "fork_shim", "run_shim", "start_shim"]
+__all__ = [
+    "ShimConfig",
+    "ShimStarted",
+    "await_ready",
+    "detach",
+    "fork_shim",
+    "prepare",
+    "run_shim",
+    "start_shim",
+]
 
 READ_SIZE = 256 * 1024
 PIPE_SIZE = 1024 * 1024  # fewer wake-ups for a chatty container (the default 64 KiB fills in a blink)
@@ -95,7 +104,7 @@ class ShimStarted:
 # --- starting a shim (the daemon's side) ----------------------------------------------------------------
 
 
-def _prepare(config: ShimConfig) -> tuple[int, int]:
+def prepare(config: ShimConfig) -> tuple[int, int]:
     os.makedirs(config.state_dir, 0o700, exist_ok=True)
     for name in ("exit.json", "state.json", "shim.pid"):
         with contextlib.suppress(FileNotFoundError):
@@ -104,7 +113,7 @@ def _prepare(config: ShimConfig) -> tuple[int, int]:
     return os.pipe2(os.O_CLOEXEC)
 
 
-def _await_ready(r: int, timeout: float) -> ShimStarted:
+def await_ready(r: int, timeout: float) -> ShimStarted:
     """The shim's one report: {"shim_pid", "container_pid"} or {"error", "exit_code"}."""
     deadline = time.monotonic() + timeout
     data = b""
@@ -135,7 +144,7 @@ def _await_ready(r: int, timeout: float) -> ShimStarted:
 
 def start_shim(config: ShimConfig, *, python: str = sys.executable, timeout: float = 30.0) -> ShimStarted:
     """Start a shim in a fresh interpreter; returns once the container runs. Raises SpawnError."""
-    r, w = _prepare(config)
+    r, w = prepare(config)
     try:
         proc = subprocess.Popen(
             [
@@ -159,26 +168,26 @@ def start_shim(config: ShimConfig, *, python: str = sys.executable, timeout: flo
     finally:
         os.close(w)
     proc.wait(timeout)  # the first process exits right after forking the shim
-    return _await_ready(r, timeout)
+    return await_ready(r, timeout)
 
 
 def fork_shim(config: ShimConfig, *, timeout: float = 30.0) -> ShimStarted:
     """Start a shim by forking the caller, which must be single-threaded (a fork-server)."""
-    r, w = _prepare(config)
+    r, w = prepare(config)
     pid = os.fork()
     if pid == 0:
         try:
             os.close(r)
             os.setsid()
-            _detach(config, w)
+            detach(config, w)
         finally:
             os._exit(1)
     os.close(w)
     os.waitpid(pid, 0)
-    return _await_ready(r, timeout)
+    return await_ready(r, timeout)
 
 
-def _detach(config: ShimConfig, ready_fd: int) -> NoReturn:
+def detach(config: ShimConfig, ready_fd: int) -> NoReturn:
     # the second fork: the shim is not a session leader's child the daemon could wait for, and init adopts it
     if os.fork():
         os._exit(0)
@@ -732,7 +741,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     if os.getsid(0) != os.getpid():
         with contextlib.suppress(PermissionError):
             os.setsid()
-    _detach(config, args.ready_fd if args.ready_fd is not None else -1)
+    detach(config, args.ready_fd if args.ready_fd is not None else -1)
 
 
 if __name__ == "__main__":

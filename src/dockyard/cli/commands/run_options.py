@@ -1,0 +1,372 @@
+"""The resource, security and lifecycle flags of `run` and `create`, with the docker CLI's names, help texts
+and error wording, and how they become the create request (Config, HostConfig, the `platform` query).
+
+Values are kept as typed on the command line and converted here, so a bad one fails as the docker CLI
+fails: `invalid argument "abc" for "-m, --memory" flag: invalid size: 'abc'`, exit 125.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ...units import ram_in_bytes
+from ..parser import CommandParser, UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+ULIMIT_NAMES = frozenset(
+    "core cpu data fsize locks memlock msgqueue nice nofile nproc rss rtprio rttime sigpending stack".split()
+)
+
+
+class RunParser(CommandParser):
+    """A CommandParser that also takes cobra's `--flag=false` for boolean flags (`--sig-proxy=false`)."""
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        argv, overrides = self._bool_values(list(args or []))
+        ns = super().parse_args(argv, namespace)
+        for dest, value in overrides.items():
+            setattr(ns, dest, value)
+        ns._parser = self  # flag names for the errors found while building the request
+        return ns
+
+    def _bool_values(self, argv: list[str]) -> tuple[list[str], dict[str, bool]]:
+        out: list[str] = []
+        overrides: dict[str, bool] = {}
+        actions = self._option_string_actions
+        i = 0
+        while i < len(argv):
+            token = argv[i]
+            if token == "--" or not token.startswith("-") or token == "-":
+                out.extend(argv[i:])  # the image and the command: left alone
+                break
+            i += 1
+            if token.startswith("--"):
+                name, eq, value = token.partition("=")
+                action = actions.get(name)
+                if action is not None and action.nargs == 0 and eq and action.dest != "help":
+                    if value not in _TRUE + _FALSE:
+                        raise UsageError(
+                            f'invalid argument "{value}" for "{flag_name(action)}" flag: '
+                            f'strconv.ParseBool: parsing "{value}": invalid syntax'
+                        )
+                    overrides[action.dest] = value in _TRUE
+                    continue
+                out.append(token)
+                if action is not None and action.nargs != 0 and not eq and i < len(argv):
+                    out.append(argv[i])
+                    i += 1
+                continue
+            out.append(token)
+            for j, ch in enumerate(token[1:], 1):  # a cluster of short flags: -it, -e X, -eX
+                action = actions.get("-" + ch)
+                if action is not None and action.nargs != 0:
+                    if j == len(token) - 1 and i < len(argv):
+                        out.append(argv[i])
+                        i += 1
+                    break
+        return out, overrides
+
+
+def flag_name(action: Any) -> str:
+    short = [o for o in action.option_strings if not o.startswith("--")]
+    long = [o for o in action.option_strings if o.startswith("--")]
+    return ", ".join(short[:1] + long[:1])
+
+
+def add_options(p: CommandParser) -> None:
+    """The flags beyond the basics, in the docker CLI's words."""
+    add = p.add_argument
+    add(
+        "-a",
+        "--attach",
+        action="append",
+        default=[],
+        metavar="list",
+        help="Attach to STDIN, STDOUT or STDERR",
+    )
+    add("--cap-add", action="append", default=[], metavar="list", help="Add Linux capabilities")
+    add("--cap-drop", action="append", default=[], metavar="list", help="Drop Linux capabilities")
+    add("--cidfile", metavar="string", help="Write the container ID to the file")
+    add("-c", "--cpu-shares", metavar="int", help="CPU shares (relative weight)")
+    add("--cpus", metavar="decimal", help="Number of CPUs")
+    add("--cpuset-cpus", metavar="string", help="CPUs in which to allow execution (0-3, 0,1)")
+    add("--detach-keys", metavar="string", help="Override the key sequence for detaching a container")
+    add("--domainname", metavar="string", help="Container NIS domain name")
+    add(
+        "--env-file",
+        action="append",
+        default=[],
+        metavar="list",
+        help="Read in a file of environment variables",
+    )
+    add("--group-add", action="append", default=[], metavar="list", help="Add additional groups to join")
+    add(
+        "--init",
+        action="store_true",
+        default=None,
+        help="Run an init inside the container that forwards signals and reaps processes",
+    )
+    add("--log-driver", metavar="string", help="Logging driver for the container")
+    add("--log-opt", action="append", default=[], metavar="list", help="Log driver options")
+    add("-m", "--memory", metavar="bytes", help="Memory limit")
+    add("--memory-reservation", metavar="bytes", help="Memory soft limit")
+    add(
+        "--memory-swap",
+        metavar="bytes",
+        help="Swap limit equal to memory plus swap: '-1' to enable unlimited swap",
+    )
+    add("--network", metavar="network", help="Connect a container to a network")
+    add("--oom-kill-disable", action="store_true", default=None, help="Disable OOM Killer")
+    add("--pids-limit", metavar="int", help="Tune container pids limit (set -1 for unlimited)")
+    add("--platform", metavar="string", help="Set platform if server is multi-platform capable")
+    add("--privileged", action="store_true", help="Give extended privileges to this container")
+    add(
+        "--pull",
+        metavar="string",
+        default="missing",
+        help='Pull image before running ("always", "missing", "never")',
+    )
+    add("--read-only", action="store_true", help="Mount the container's root filesystem as read only")
+    add("--restart", metavar="string", default="no", help="Restart policy to apply when a container exits")
+    add("--runtime", metavar="string", help="Runtime to use for this container")
+    add("--security-opt", action="append", default=[], metavar="list", help="Security Options")
+    add("--shm-size", metavar="bytes", help="Size of /dev/shm")
+    add("--sig-proxy", action="store_true", default=True, help="Proxy received signals to the process")
+    add("--stop-signal", metavar="string", help="Signal to stop the container")
+    add("--stop-timeout", metavar="int", help="Timeout (in seconds) to stop a container")
+    add("--ulimit", action="append", default=[], metavar="ulimit", help="Ulimit options")
+
+
+def _bad(p: CommandParser, dest: str, value: str, why: str) -> UsageError:
+    action = next(a for a in p._actions if a.dest == dest)
+    return UsageError(f'invalid argument "{value}" for "{flag_name(action)}" flag: {why}')
+
+
+def _int(p: CommandParser, dest: str, value: str) -> int:
+    try:
+        return int(value, 10)
+    except ValueError:
+        raise _bad(p, dest, value, f'strconv.ParseInt: parsing "{value}": invalid syntax') from None
+
+
+def _bytes(p: CommandParser, dest: str, value: str, allow_unlimited: bool = False) -> int:
+    if allow_unlimited and value == "-1":
+        return -1
+    try:
+        return ram_in_bytes(value)
+    except ValueError as e:
+        raise _bad(p, dest, value, str(e)) from None
+
+
+def _nano_cpus(p: CommandParser, value: str) -> int:
+    """The docker CLI's NanoCPUs: a rational number (big.Rat: `1.5`, `3/2`) of CPUs, in 1e-9 CPUs."""
+    from fractions import Fraction
+
+    try:
+        cpus = Fraction(value.strip())
+    except (ValueError, ZeroDivisionError):
+        raise _bad(p, "cpus", value, f"failed to parse {value} as a rational number") from None
+    nano = cpus * 10**9
+    if nano.denominator != 1:
+        raise _bad(p, "cpus", value, "value is too precise")
+    return int(nano)
+
+
+def _ulimit(p: CommandParser, value: str) -> dict[str, Any]:
+    """go-units ParseUlimit: name=soft[:hard]."""
+    name, eq, limits = value.partition("=")
+    if not eq:
+        raise _bad(p, "ulimit", value, f"invalid ulimit argument: {value}")
+    if name not in ULIMIT_NAMES:
+        raise _bad(p, "ulimit", value, f"invalid ulimit type: {name}")
+    parts = limits.split(":")
+    if len(parts) > 2:
+        raise _bad(
+            p,
+            "ulimit",
+            value,
+            f"too many limit value arguments - {limits}, can only have up to two, `soft[:hard]`",
+        )
+    numbers = []
+    for part in parts:
+        try:
+            numbers.append(int(part, 10))
+        except ValueError:
+            raise _bad(p, "ulimit", value, f'strconv.ParseInt: parsing "{part}": invalid syntax') from None
+    soft, hard = numbers[0], numbers[-1]
+    if hard != -1 and soft > hard:
+        raise _bad(
+            p, "ulimit", value, f"ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
+        )
+    return {"Name": name, "Hard": hard, "Soft": soft}
+
+
+def parse_restart_policy(value: str) -> dict[str, Any]:
+    """The docker CLI's ParseRestartPolicy (the daemon judges the name)."""
+    name, colon, count = value.partition(":")
+    if colon and not name:
+        raise UsageError("invalid restart policy format: no policy provided before colon")
+    retries = 0
+    if count:
+        try:
+            retries = int(count, 10)
+        except ValueError:
+            raise UsageError(
+                "invalid restart policy format: maximum retry count must be an integer"
+            ) from None
+    return {"Name": name, "MaximumRetryCount": retries}
+
+
+def read_env_file(path: str) -> list[str]:
+    """The docker CLI's env-file reading: `KEY=value` lines as they are (no trimming of the value), a bare
+    `KEY` taken from this environment (dropped when unset), blank and `#` lines skipped."""
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise UsageError(f"open {path}: {(e.strerror or str(e)).lower()}") from None
+    out = []
+    for raw in lines:
+        line = raw.lstrip()
+        if not line or line.startswith("#"):
+            continue
+        key, eq, value = line.partition("=")
+        if any(ch.isspace() for ch in key):
+            raise UsageError(f"poorly formatted environment: variable '{key}' contains whitespaces")
+        if not key:
+            raise UsageError(f"poorly formatted environment: no variable name on line '{line}'")
+        if eq:
+            out.append(f"{key}={value}")
+        elif key in os.environ:
+            out.append(f"{key}={os.environ[key]}")
+    return out
+
+
+def env_list(args: Any) -> list[str]:
+    """--env-file entries first, then -e; `-e KEY` takes KEY's value from this environment when it is set."""
+    env = [e for path in args.env_file for e in read_env_file(path)]
+    for entry in args.env:
+        if "=" not in entry and entry in os.environ:
+            entry = f"{entry}={os.environ[entry]}"
+        env.append(entry)
+    return env
+
+
+def _security_opts(values: list[str]) -> list[str]:
+    """As the docker CLI: `seccomp=<file>` is sent as the file's JSON (compacted), not as its path."""
+    out = []
+    for opt in values:
+        key, sep, value = opt.partition("=")
+        if not sep:
+            key, sep, value = opt.partition(":")
+        if key == "seccomp" and sep and value != "unconfined":
+            try:
+                with open(value, "rb") as f:
+                    data = f.read()
+            except OSError as e:
+                reason = (e.strerror or str(e)).lower()
+                raise UsageError(
+                    f"opening seccomp profile ({value}) failed: open {value}: {reason}"
+                ) from None
+            try:
+                compact = json.dumps(json.loads(data), separators=(",", ":"))
+            except ValueError as e:
+                raise UsageError(f"compacting json for seccomp profile ({value}) failed: {e}") from None
+            opt = f"seccomp={compact}"
+        out.append(opt)
+    return out
+
+
+def apply(p: CommandParser, args: Any, body: dict[str, Any]) -> None:
+    """Fill the create body from the flags above (and check what the docker CLI checks before sending)."""
+    hc: dict[str, Any] = body.setdefault("HostConfig", {})
+    body["Env"] = env_list(args)
+    if args.pull not in ("always", "missing", "never"):
+        raise UsageError(
+            f'invalid pull option: \'{args.pull}\': must be one of "always", "missing" or "never"'
+        )
+    streams = []
+    for stream in args.attach:
+        if stream.lower() not in ("stdin", "stdout", "stderr"):
+            raise _bad(p, "attach", stream, "valid streams are STDIN, STDOUT and STDERR")
+        streams.append(stream.lower())
+    if args.memory is not None:
+        hc["Memory"] = _bytes(p, "memory", args.memory)
+    if args.memory_swap is not None:
+        hc["MemorySwap"] = _bytes(p, "memory_swap", args.memory_swap, allow_unlimited=True)
+    if args.memory_reservation is not None:
+        hc["MemoryReservation"] = _bytes(p, "memory_reservation", args.memory_reservation)
+    if args.shm_size is not None:
+        hc["ShmSize"] = _bytes(p, "shm_size", args.shm_size)
+    if args.cpus is not None:
+        hc["NanoCpus"] = _nano_cpus(p, args.cpus)
+    if args.cpu_shares is not None:
+        hc["CpuShares"] = _int(p, "cpu_shares", args.cpu_shares)
+    if args.cpuset_cpus:
+        hc["CpusetCpus"] = args.cpuset_cpus
+    if args.pids_limit is not None:
+        hc["PidsLimit"] = _int(p, "pids_limit", args.pids_limit)
+    if args.stop_timeout is not None:
+        body["StopTimeout"] = _int(p, "stop_timeout", args.stop_timeout)
+    if args.stop_signal:
+        body["StopSignal"] = args.stop_signal
+    if args.domainname:
+        body["Domainname"] = args.domainname
+    if args.ulimit:
+        hc["Ulimits"] = [_ulimit(p, u) for u in args.ulimit]
+    restart = parse_restart_policy(args.restart)
+    hc["RestartPolicy"] = restart
+    if hc.get("AutoRemove") and restart["Name"] not in ("", "no"):
+        raise UsageError("conflicting options: cannot specify both --restart and --rm")
+    if args.read_only:
+        hc["ReadonlyRootfs"] = True
+    if args.privileged:
+        hc["Privileged"] = True
+    if args.cap_add:
+        hc["CapAdd"] = list(args.cap_add)
+    if args.cap_drop:
+        hc["CapDrop"] = list(args.cap_drop)
+    if args.security_opt:
+        hc["SecurityOpt"] = _security_opts(args.security_opt)
+    if args.group_add:
+        hc["GroupAdd"] = list(args.group_add)
+    if args.runtime:
+        hc["Runtime"] = args.runtime
+    if args.init is not None:
+        hc["Init"] = bool(args.init)
+    if args.oom_kill_disable is not None:
+        hc["OomKillDisable"] = bool(args.oom_kill_disable)
+    if args.network:
+        hc["NetworkMode"] = args.network
+    if args.log_driver or args.log_opt:
+        opts = dict((o.split("=", 1) + [""])[:2] for o in args.log_opt)
+        if args.log_driver == "none" and opts:
+            raise UsageError("invalid logging opts for driver none")
+        hc["LogConfig"] = {"Type": args.log_driver or "", "Config": opts}
+    if streams and not getattr(args, "detach", True):
+        body.update(
+            AttachStdin="stdin" in streams,
+            AttachStdout="stdout" in streams,
+            AttachStderr="stderr" in streams,
+            StdinOnce=args.interactive and "stdin" in streams,
+        )
+
+
+def write_cidfile(path: str | None, container_id: str) -> None:
+    if path:
+        with open(path, "w") as f:
+            f.write(container_id)
+
+
+def check_cidfile(path: str | None) -> None:
+    """The docker CLI refuses to create a container when its --cidfile already exists."""
+    if path and os.path.exists(path):
+        raise UsageError(
+            f"container ID file found, make sure the other container isn't running or delete {path}"
+        )

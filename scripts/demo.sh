@@ -42,6 +42,9 @@ step dockyard images
 step dockyard history httpd
 step dockyard run -d --name second httpd
 step dockyard ps
+step dockyard logs second
+step dockyard exec second sh -c 'echo "PID 1 here is: $(cat /proc/1/cmdline | tr "\\0" " ")"'
+step dockyard top second
 step dockyard run --name hello busybox sh -c 'echo hello from a container'
 step dockyard logs hello
 step dockyard stop second

@@ -89,6 +89,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--default-runtime", metavar="string", help='Default OCI runtime for containers (default "dockyard")'
     )
     p.add_argument(
+        "--add-runtime",
+        action="append",
+        dest="add_runtimes",
+        metavar="runtime",
+        help="Register an additional OCI compatible runtime (name=path)",
+    )
+    p.add_argument(
         "--live-restore",
         action="store_const",
         const=True,
@@ -115,6 +122,7 @@ def load_config(args: argparse.Namespace) -> DaemonConfig:
         "insecure-registries": args.insecure_registries,
         "max-concurrent-downloads": args.max_concurrent_downloads,
         "default-runtime": args.default_runtime,
+        "add-runtime": args.add_runtimes,
         "live-restore": args.live_restore,
         "bridge": args.bridge,
         "bip": args.bip,

@@ -55,3 +55,31 @@ def parse_time(value: str, now: float) -> float:
     if number:
         raise ValueError(f'failed to parse value as time or duration: "{value}"')
     return now - total
+
+
+def ram_in_bytes(text: str) -> int:
+    """go-units RAMInBytes, as the docker CLI parses `-m 512m`: binary multiples, an optional `b`/`ib`
+    after the unit; raises ValueError with go-units' wording ("invalid size: 'abc'")."""
+    sep = max(text.rfind(ch) for ch in "0123456789. ")
+    if sep == -1:
+        raise ValueError(f"invalid size: '{text}'")
+    num, suffix = (text[: sep + 1], text[sep + 1 :]) if text[sep] != " " else (text[:sep], text[sep + 1 :])
+    try:
+        size = float(num)
+    except ValueError:
+        raise ValueError(f'strconv.ParseFloat: parsing "{num}": invalid syntax') from None
+    if size < 0:
+        raise ValueError(f"invalid size: '{text}'")
+    if not suffix:
+        return int(size)
+    lowered = suffix.lower()
+    multipliers = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+    if len(suffix) > 3:
+        raise ValueError(f"invalid suffix: '{suffix}'")
+    if lowered == "b":
+        return int(size)
+    if lowered[0] not in multipliers or (len(lowered) == 2 and lowered[1] != "b"):
+        raise ValueError(f"invalid suffix: '{lowered}'")
+    if len(lowered) == 3 and lowered[1:] != "ib":
+        raise ValueError(f"invalid suffix: '{lowered}'")
+    return int(size * multipliers[lowered[0]])

@@ -1,4 +1,8 @@
-"""Integration fixtures: one real dockyardd and one real registry per test run, both stopped by PID."""
+"""Integration fixtures: one real dockyardd and one real registry per test run, both stopped by PID.
+
+Modules marked `pytest.mark.runtimes` run each test once per OCI runtime: their `daemon` is then the session's
+daemon of that runtime (`--default-runtime runc` for "runc"), started at its first use; unmarked tests get
+the built-in runtime's daemon."""
 
 from __future__ import annotations
 
@@ -40,12 +44,46 @@ def registry(workdir: Path) -> Iterator[registry_tool.RegistryProcess]:
         reg.stop()
 
 
+RUNTIMES = ("dockyard", "runc")  # the built-in runtime first: the default daemon
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "runtimes(*names): run each test on these OCI runtimes (default: built-in and runc)"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("runtimes")
+    if "daemon" in metafunc.fixturenames and marker is not None:
+        # @pytest.mark.runtimes("dockyard") on a test narrows its module's marker
+        metafunc.parametrize("daemon", marker.args or RUNTIMES, indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def daemon(workdir: Path, registry: registry_tool.RegistryProcess) -> Iterator[DaemonProcess]:
-    proc = DaemonProcess(workdir / "daemon", ["--registry-mirror", registry.url])
-    proc.start()
-    yield proc
-    proc.stop()
+def daemons(workdir: Path, registry: registry_tool.RegistryProcess) -> Iterator[dict[str, DaemonProcess]]:
+    """The session's daemons by default runtime, each started when first asked for."""
+    started: dict[str, DaemonProcess] = {}
+    yield started
+    for proc in started.values():
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def daemon(
+    request: pytest.FixtureRequest, daemons: dict[str, DaemonProcess], workdir: Path, registry
+) -> DaemonProcess:
+    runtime = getattr(request, "param", RUNTIMES[0])
+    if runtime not in daemons:
+        if runtime != RUNTIMES[0] and shutil.which(runtime) is None:
+            pytest.skip(f"{runtime} is not installed")
+        flags = ["--registry-mirror", registry.url]
+        root = workdir / "daemon"
+        if runtime != RUNTIMES[0]:
+            flags += ["--default-runtime", runtime]
+            root = workdir / f"daemon-{runtime}"
+        daemons[runtime] = DaemonProcess(root, flags).start()
+    return daemons[runtime]
 
 
 @pytest.fixture

@@ -113,3 +113,26 @@ def test_a_missing_image_with_no_registry_reachable(docker) -> None:
     errors = [line for line in run.stderr.splitlines() if line.startswith("docker: Error response")]
     assert len(errors) == 1 and "127.0.0.1:9" in errors[0], run.stderr
     assert docker("ps", "-aq").stdout == before
+
+
+def test_the_network_namespace_has_its_loopback_up(docker) -> None:
+    """A container's own network namespace, with `lo` up as Docker's: a server on 127.0.0.1 answers."""
+    script = (
+        "cat /sys/class/net/lo/operstate; ls /sys/class/net; "
+        "(echo hi | nc -l -p 7777 &); sleep 0.3; nc 127.0.0.1 7777 </dev/null"
+    )
+    run = docker("run", "--rm", "busybox", "sh", "-c", script, timeout=TIMEOUT)
+    assert run.returncode == 0, run.output
+    lines = run.stdout.split()
+    assert lines[0] == "unknown" and lines[1] == "lo", lines  # lo's operstate reads "unknown" when up
+    assert lines[-1] == "hi", run.output
+
+
+def test_run_rm_that_fails_to_start_reports_and_removes_the_container(docker) -> None:
+    """`docker run --rm` waits for the removal after a failed start: the daemon removes the container, as
+    dockerd does (else the CLI would wait forever)."""
+    before = docker("ps", "-aq").stdout
+    run = docker("run", "--rm", "--user", "nosuchuser", "busybox", "true", timeout=TIMEOUT)
+    assert run.returncode == 125, run.output
+    assert "unable to find user nosuchuser: no matching entries in passwd file" in run.stderr
+    assert docker("ps", "-aq").stdout == before

@@ -98,9 +98,11 @@ def test_run_rm_cycles_leave_nothing(daemon: DaemonProcess, docker_client) -> No
         run_rm()
     until = time.time() + 1
 
-    events = docker_client.events(
+    stream = docker_client.events(
         since=int(since), until=int(until) + 1, decode=True, filters={"type": "container", "event": "create"}
     )
+    events = list(stream)
+    stream.close()  # its connection would count among the daemon's open files
     ids = sorted({e["id"] for e in events if e.get("time", 0) >= int(since)})
     # events have one-second resolution: a warm-up container may be among them, which is fine
     assert len(ids) >= CYCLES, len(ids)

@@ -13,6 +13,7 @@ import pytest
 from harness import DOCKYARD, DaemonProcess
 
 TIMEOUT = 30.0
+pytestmark = pytest.mark.runtimes  # each test on the built-in runtime and on runc
 
 
 def unique(prefix: str) -> str:
@@ -151,6 +152,7 @@ def test_our_cli_pulls_a_missing_image(dockyard, clean, daemon) -> None:
     if "Unable to find image" not in run.stderr:
         pytest.skip("test/busybox is already present")
     assert run.returncode == 0, run.stderr
+    assert "Unable to find image 'test/busybox:latest' locally" in run.stderr  # the docker CLI's words
     assert dockyard("wait", tag, timeout=TIMEOUT).stdout.strip() == "0"
     assert dockyard("rm", tag).returncode == 0
 

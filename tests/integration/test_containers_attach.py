@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 TIMEOUT = 60.0
+pytestmark = pytest.mark.runtimes  # each test on the built-in runtime and on runc
 
 
 def unique(prefix: str) -> str:
@@ -240,6 +241,7 @@ def test_docker_py_attach_socket_then_start(docker_client, names):
     assert c.wait(timeout=TIMEOUT)["StatusCode"] == 0
 
 
+@pytest.mark.runtimes("dockyard")  # a daemon of its own: once is enough
 def test_daemon_stops_with_an_attach_waiting(registry, workdir):
     """An attach waiting for a start that never comes does not hold the daemon's shutdown."""
     import time

@@ -102,3 +102,34 @@ def test_flags_override_file(tmp_path):
 def test_bad_flag_value():
     with pytest.raises(ConfigError, match="invalid flag --registry-mirrors"):
         build_config({}, {"registry-mirrors": ["ftp://x"]}, "x")
+
+
+def test_add_runtime_flags_join_the_files_runtimes(tmp_path):
+    path = write(tmp_path, {"runtimes": {"a": {"path": "/opt/a", "runtimeArgs": ["--debug"]}}})
+    config = build_config(
+        read_config_file(path, True),
+        {"add-runtime": ["b=/opt/b", "c=crun"], "default-runtime": "b"},
+        path,
+    )
+    paths = {name: rt.path for name, rt in config.runtimes.items()}
+    assert paths == {"a": "/opt/a", "b": "/opt/b", "c": "crun"}
+    assert config.runtimes["a"].runtime_args == ["--debug"]
+    assert config.default_runtime == "b"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"add-runtime": ["nopath"]}, 'invalid flag --add-runtime: "nopath" is not a runtime: use name=path'),
+        ({"add-runtime": ["dockyard=/bin/x"]}, "runtime name 'dockyard' is reserved"),
+    ],
+)
+def test_bad_add_runtime_flags(flags, message):
+    with pytest.raises(ConfigError, match=message):
+        build_config({}, flags, "x")
+
+
+def test_the_built_in_runtimes_name_is_reserved_in_the_file(tmp_path):
+    path = write(tmp_path, {"runtimes": {"dockyard": {"path": "/bin/x"}}})
+    with pytest.raises(ConfigError, match="runtime name 'dockyard' is reserved"):
+        build_config(read_config_file(path, True), {}, path)

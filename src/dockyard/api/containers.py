@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
+from fractions import Fraction
 from typing import Any
 
 from aiohttp import web
@@ -64,8 +66,11 @@ async def wait(request: web.Request) -> web.StreamResponse:
         body: dict = {"StatusCode": code, "Error": None}
     except ContainerError as e:
         body = {"StatusCode": -1, "Error": {"Message": str(e)}}
-    await response.write((json.dumps(body) + "\n").encode())
-    await response.write_eof()
+    try:
+        await response.write((json.dumps(body) + "\n").encode())
+        await response.write_eof()
+    except ConnectionError:  # the client went away meanwhile (aiohttp's reset error is one)
+        pass
     return response
 
 
@@ -80,12 +85,7 @@ async def stop(request: web.Request) -> web.Response:
 async def restart(request: web.Request) -> web.Response:
     service = daemon_of(request).containers
     try:
-        try:
-            await service.stop(request.match_info["id"], query_int(request, "t"))
-        except ContainerError as e:
-            if e.status != 304:
-                raise
-        await service.start(request.match_info["id"])
+        await service.restart(request.match_info["id"], query_int(request, "t"))
     except ContainerError as e:
         raise _api_error(e) from None
     return web.Response(status=204)
@@ -108,25 +108,35 @@ async def remove(request: web.Request) -> web.Response:
 
 
 async def inspect(request: web.Request) -> web.Response:
+    service = daemon_of(request).containers
     try:
-        return json_response(daemon_of(request).containers.inspect(request.match_info["id"]))
+        data = service.inspect(request.match_info["id"])
+        if query_bool(request, "size"):
+            c = service.get(data["Id"])
+            data["SizeRw"], data["SizeRootFs"] = await asyncio.to_thread(service.size, c)
+        return json_response(data)
     except ContainerError as e:
         raise _api_error(e) from None
 
 
 async def list_containers(request: web.Request) -> web.Response:
     service = daemon_of(request).containers
-    result = service.list(query_bool(request, "all"), query_filters(request))
-    limit = query_int(request, "limit")
-    if limit is not None and limit > 0:
-        result = result[:limit]
+    limit = query_int(request, "limit") or 0
+    try:
+        result = service.list(
+            query_bool(request, "all"), query_filters(request), size=query_bool(request, "size"), limit=limit
+        )
+    except ContainerError as e:
+        raise _api_error(e) from None
     return json_response(result)
 
 
-def _time_param(request: web.Request, name: str) -> float | None:
+def _time_param(request: web.Request, name: str) -> float | Fraction | None:
     value = request.query.get(name, "")
     if value in ("", "0"):
         return None
+    if re.fullmatch(r"\d+(\.\d{1,9})?", value):
+        return Fraction(value)  # "seconds.nanoseconds", as the docker CLI sends: exact, unlike a float
     try:
         return parse_time(value, __import__("time").time())
     except ValueError:
@@ -161,7 +171,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     )
     await response.prepare(request)
     try:
-        async for stream, ns, data in service.logs(
+        async for batch in service.logs(
             c.id,
             follow=query_bool(request, "follow"),
             tail=tail,
@@ -170,17 +180,26 @@ async def logs(request: web.Request) -> web.StreamResponse:
             stdout=stdout,
             stderr=stderr,
         ):
-            if timestamps:
-                data = format_time(ns).encode() + b" " + data
-            if tty:
-                await response.write(data)
-            else:
-                header = bytes([1 if stream == "stdout" else 2, 0, 0, 0]) + len(data).to_bytes(4, "big")
-                await response.write(header + data)
+            await response.write(_log_frames(batch, tty, timestamps))
     except (ConnectionResetError, ConnectionError):
         return response
     await response.write_eof()
     return response
+
+
+def _log_frames(batch: list[tuple[str, int, bytes]], tty: bool, timestamps: bool) -> bytes:
+    """Log records as the stream sends them: raw with a TTY, else one multiplexed frame per record (as
+    dockerd frames them: clients such as docker-py's logs(stream=True) hand out one frame at a time)."""
+    parts: list[bytes] = []
+    for stream, ns, data in batch:
+        if timestamps:
+            data = format_time(ns).encode() + b" " + data
+        if not tty:
+            parts.append(
+                (b"\x01\0\0\0" if stream == "stdout" else b"\x02\0\0\0") + len(data).to_bytes(4, "big")
+            )
+        parts.append(data)
+    return b"".join(parts)
 
 
 class _Hijacked(asyncio.Protocol):
@@ -248,6 +267,36 @@ async def _hijack(request: web.Request, content_type: str) -> _Hijacked:
     return hijacked
 
 
+async def _copy_streams(
+    client: _Hijacked, shim_reader: asyncio.StreamReader, shim_writer: asyncio.StreamWriter, stdin: bool
+) -> None:
+    """A shim's stream (attach, exec) to the hijacked client and the client's input to it, until the shim
+    ends the stream or the client goes."""
+
+    async def output() -> None:
+        while chunk := await shim_reader.read(65536):
+            await client.write(chunk)
+
+    async def input_() -> None:
+        while chunk := await client.reader.read(65536):
+            if stdin:
+                shim_writer.write(chunk)
+                await shim_writer.drain()
+        if stdin and not client.closed.done():
+            shim_writer.write_eof()  # the client half-closed: the process's stdin ends (StdinOnce)
+
+    out_task = asyncio.create_task(output())
+    in_task = asyncio.create_task(input_())
+    try:
+        await asyncio.wait({out_task, client.closed}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (out_task, in_task):
+            task.cancel()
+        for task in (out_task, in_task):
+            with contextlib.suppress(BaseException):
+                await task
+
+
 async def _bridge(client: _Hijacked, state_dir: str, stdin: bool, stdout: bool, stderr: bool) -> None:
     sock = await asyncio.to_thread(shim_protocol.connect, state_dir, 10.0)
     sock.setblocking(False)
@@ -259,29 +308,7 @@ async def _bridge(client: _Hijacked, state_dir: str, stdin: bool, stdout: bool, 
         reply = json.loads(await shim_reader.readline() or b"{}")
         if not reply.get("ok"):
             raise ConnectionError(reply.get("error") or "the shim refused the attach")
-
-        async def output() -> None:
-            while chunk := await shim_reader.read(65536):
-                await client.write(chunk)
-
-        async def input_() -> None:
-            while chunk := await client.reader.read(65536):
-                if stdin:
-                    shim_writer.write(chunk)
-                    await shim_writer.drain()
-            if stdin and not client.closed.done():
-                shim_writer.write_eof()  # the client half-closed: the container's stdin ends (StdinOnce)
-
-        out_task = asyncio.create_task(output())
-        in_task = asyncio.create_task(input_())
-        try:
-            await asyncio.wait({out_task, client.closed}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (out_task, in_task):
-                task.cancel()
-            for task in (out_task, in_task):
-                with contextlib.suppress(BaseException):
-                    await task
+        await _copy_streams(client, shim_reader, shim_writer, stdin)
     finally:
         shim_writer.close()
         with contextlib.suppress(Exception):
@@ -335,6 +362,69 @@ async def resize(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
+async def top(request: web.Request) -> web.Response:
+    try:
+        result = await daemon_of(request).containers.top(
+            request.match_info["id"], request.query.get("ps_args", "")
+        )
+    except ContainerError as e:
+        raise _api_error(e) from None
+    return json_response(result)
+
+
+async def stats(request: web.Request) -> web.StreamResponse:
+    """One JSON document a second (dockerd's encoder: a newline after each) while `stream`, else one."""
+    service = daemon_of(request).containers
+    try:
+        service.get(request.match_info["id"])
+    except ContainerError as e:
+        raise _api_error(e) from None
+    stream = query_bool(request, "stream", default=True)
+    samples = service.stats(request.match_info["id"], stream=stream, one_shot=query_bool(request, "one-shot"))
+    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    try:
+        async for sample in samples:
+            await response.write((json.dumps(sample) + "\n").encode())
+    except (ConnectionResetError, ConnectionError):
+        return response
+    finally:
+        await samples.aclose()
+    await response.write_eof()
+    return response
+
+
+async def rename(request: web.Request) -> web.Response:
+    try:
+        daemon_of(request).containers.rename(request.match_info["id"], request.query.get("name", ""))
+    except ContainerError as e:
+        raise _api_error(e) from None
+    return web.Response(status=204)
+
+
+async def pause(request: web.Request) -> web.Response:
+    try:
+        await daemon_of(request).containers.pause(request.match_info["id"])
+    except ContainerError as e:
+        raise _api_error(e) from None
+    return web.Response(status=204)
+
+
+async def unpause(request: web.Request) -> web.Response:
+    try:
+        await daemon_of(request).containers.unpause(request.match_info["id"])
+    except ContainerError as e:
+        raise _api_error(e) from None
+    return web.Response(status=204)
+
+
+async def prune(request: web.Request) -> web.Response:
+    try:
+        return json_response(await daemon_of(request).containers.prune(query_filters(request)))
+    except ContainerError as e:
+        raise _api_error(e) from None
+
+
 ROUTES = [
     Route("POST", "/containers/create", create),
     Route("GET", "/containers/json", list_containers),
@@ -348,4 +438,10 @@ ROUTES = [
     Route("GET", "/containers/{id}/logs", logs),
     Route("POST", "/containers/{id}/attach", attach),
     Route("POST", "/containers/{id}/resize", resize),
+    Route("GET", "/containers/{id}/top", top),
+    Route("GET", "/containers/{id}/stats", stats),
+    Route("POST", "/containers/{id}/rename", rename),
+    Route("POST", "/containers/{id}/pause", pause),
+    Route("POST", "/containers/{id}/unpause", unpause),
+    Route("POST", "/containers/prune", prune),
 ]

@@ -9,6 +9,7 @@ from aiohttp import web
 from .. import API_VERSION, MIN_API_VERSION, __version__
 from ..engine import Daemon
 from . import archive, containers, images, system
+from . import exec as exec_api
 from .errors import ApiError
 from .http import json_response
 from .routing import DAEMON_KEY, Handler, Route
@@ -83,6 +84,7 @@ def build_app(daemon: Daemon) -> web.Application:
     add_routes(app, archive.ROUTES)  # before images: its /images/{name:.+}/... routes are greedy
     add_routes(app, images.ROUTES)
     add_routes(app, containers.ROUTES)
+    add_routes(app, exec_api.ROUTES)
 
     async def _start_daemon(app: web.Application) -> None:
         await daemon.start()

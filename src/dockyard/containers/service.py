@@ -20,11 +20,14 @@ import signal as signals
 import threading
 import time
 from collections.abc import AsyncIterator
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..images.service import ImageError, _trim_fraction
+from ..linux.capabilities import bounding_set
 from ..logs.jsonfile import read_logs
+from ..runtime.external import BUILTIN_RUNTIME, OCIRuntime
 from ..runtime.forkserver import ShimLauncher
 from ..runtime.shim_protocol import ShimClient, ShimError, read_json
 from ..runtime.shim_protocol import connect as shim_connect
@@ -36,20 +39,38 @@ from ..runtime.spec import (
     merge_config,
     validate_options,
 )
+from .execs import ExecConfigError, ExecRecord, exec_process, new_exec, start_error_message
 from .ids import AmbiguousPrefix, InvalidIdentifier, NoSuchContainer, generate_id
 from .names import InvalidName, NameConflict, generate_name, validate_name
+from .restart import (
+    RestartManager,
+    RestartPolicy,
+    RestartPolicyError,
+    kill_cancels_restart,
+    start_at_daemon_start,
+)
+from .restart import validate as validate_restart_policy
 from .rootfs import RootfsManager
-from .store import ZERO_TIME, Container, ContainerStore, now_rfc3339
+from .store import STATUSES, ZERO_TIME, Container, ContainerStore, now_rfc3339
 
 if TYPE_CHECKING:  # engine imports this module: no import of engine at run time
     from ..engine.events import EventBus
     from ..images import ImageService
+    from ..linux.cgroups import Cgroup
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT = 30.0
 POLL_INTERVAL = 0.05
+LOG_BATCH = 2048  # log records handed from the reading thread to the event loop at a time
 ATTACH_WAIT = 10.0  # how long a shim holds the output for an attach on its way (see attach_pending)
+# the filters `docker ps` may send (dockerd's acceptedPsFilterTags)
+LIST_FILTERS = frozenset(
+    (
+        "ancestor before expose exited health id isolation is-task label name network publish since status "
+        "volume"
+    ).split()
+)
 
 
 class ContainerError(Exception):
@@ -65,6 +86,12 @@ class ContainerError(Exception):
 
 class NotModified(ContainerError):
     status = 304
+
+
+class ExecStartFailed(ContainerError):
+    """An exec's process could not be started: dockerd writes this into the exec's stream."""
+
+    status = 500
 
 
 def _rfc3339_to_unix(text: str) -> float:
@@ -133,8 +160,23 @@ def _pid_alive(pid: int) -> bool:
 
 
 class ContainerService:
-    def __init__(self, data_root: Path | str, images: ImageService, events: EventBus, cgroup_version: str):
+    def __init__(
+        self,
+        data_root: Path | str,
+        images: ImageService,
+        events: EventBus,
+        cgroup_version: str,
+        *,
+        runtimes: dict[str, OCIRuntime] | None = None,
+        default_runtime: str = BUILTIN_RUNTIME,
+        exec_root: str = "/run/dockyard",
+    ):
         data_root = Path(data_root)
+        # HostConfig.Runtime names one of these (the built-in one has no path)
+        self.runtimes = runtimes or {BUILTIN_RUNTIME: OCIRuntime(BUILTIN_RUNTIME)}
+        self.default_runtime = default_runtime
+        self.exec_root = exec_root
+        self.seccomp_profile = ""  # the daemon's default: "" (built-in), "unconfined" or a profile's JSON
         self.images = images
         self.events = events
         self.cgroup_version = cgroup_version
@@ -147,7 +189,12 @@ class ContainerService:
         self._locks: dict[str, asyncio.Lock] = {}
         self._attach_pending: dict[str, int] = {}  # attaches waiting for the container to start
         self._start_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._restart_managers: dict[str, RestartManager] = {}
+        self._restart_wakeups: dict[str, asyncio.Event] = {}  # set to cut a restart's back-off short
         self.launcher = ShimLauncher()  # started lazily, at the first container start
+        self._execs: dict[str, ExecRecord] = {}  # in memory only, as dockerd's
+        self._exec_flags: dict[str, tuple[asyncio.Event, asyncio.Event]] = {}  # (started, ended)
+        self._exec_tasks: set[asyncio.Task[None]] = set()
 
     # --- helpers -----------------------------------------------------------------------------------
 
@@ -193,12 +240,20 @@ class ContainerService:
         img_cfg = image_config.get("config") or {}
         config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
         host_config = adapt_host_config(body.get("HostConfig") or {}, cgroup_version=self.cgroup_version)
+        try:
+            validate_restart_policy(host_config)
+        except RestartPolicyError as e:
+            raise ContainerError(str(e), 400) from None
+        runtime = host_config.get("Runtime") or self.default_runtime
+        if runtime not in self.runtimes:
+            raise ContainerError(f"Unknown runtime specified {runtime}", 400)
+        host_config["Runtime"] = runtime  # as dockerd: inspect names the runtime chosen at create
         container_id = generate_id()
         options = ContainerOptions.from_api(
             container_id, str(self.rootfs.path(container_id)), config, host_config, img_cfg
         )
         try:
-            warnings = validate_options(options, cgroup_version=self.cgroup_version)
+            warnings = validate_options(options, cgroup_version=self.cgroup_version, ncpu=os.cpu_count())
             merged = merge_config(options)
         except SpecError as e:
             raise ContainerError(str(e), 400) from None
@@ -288,21 +343,38 @@ class ContainerService:
     async def start(self, ref: str) -> None:
         c = self.get(ref)
         async with self._lock(c.id):
+            if c.state.status == "paused":
+                raise ContainerError("cannot start a paused container, try unpause instead", 409)
             if c.running:
                 raise NotModified("container already started", 304)
             if c.state.status == "removing":
                 raise ContainerError(f"container {c.id} is marked for removal and cannot be started", 409)
+            # a manual start begins the restart policy afresh, as dockerd's ResetRestartManager
+            self._restart_managers.pop(c.id, None)
+            c.restart_count = 0
             try:
                 await asyncio.to_thread(self._start_blocking, c, self._attach_pending.get(c.id, 0) > 0)
             except BaseException as e:
                 for fut in self._start_waiters.pop(c.id, []):
                     if not fut.done():
                         fut.set_exception(e if isinstance(e, ContainerError) else ContainerError(str(e)))
+                if c.host_config.get("AutoRemove") and isinstance(e, Exception):
+                    # as dockerd: a --rm container that failed to start is removed (`docker run --rm`
+                    # waits for that removal before it reports the error)
+                    await self._auto_remove_after_failed_start(c)
                 raise
         self.events.emit("container", "start", c.id, image=c.image, name=c.name)
         self._monitor(c)
         for fut in self._start_waiters.pop(c.id, []):
             _resolve(fut, None)  # type: ignore[arg-type]
+
+    async def _auto_remove_after_failed_start(self, c: Container) -> None:
+        try:
+            await asyncio.to_thread(self._remove_blocking, c)
+        except ContainerError as e:
+            log.warning("container %s: auto-remove after a failed start: %s", c.id, e)
+            return
+        self.events.emit("container", "destroy", c.id, image=c.image, name=c.name)
 
     # --- attach ------------------------------------------------------------------------------------
 
@@ -353,6 +425,9 @@ class ContainerService:
         from ..runtime.builtin import SpawnError
         from ..runtime.shim import ShimConfig
 
+        runtime = self.runtimes.get(c.host_config.get("Runtime") or self.default_runtime)
+        if runtime is None:  # configured at create, gone from the daemon's configuration since
+            raise ContainerError(f"Unknown runtime specified {c.host_config.get('Runtime')}", 400)
         try:
             record = self.images.get(c.image_id)
         except ImageError as e:
@@ -365,6 +440,8 @@ class ContainerService:
                 hostname_path=str(d / "hostname"),
                 hosts_path=str(d / "hosts"),
                 resolv_conf_path=str(d / "resolv.conf"),
+                seccomp_profile=self.seccomp_profile,
+                init_binary=shutil.which("docker-init") or shutil.which("tini-static") or "",
             )
             merged = merge_config(options)
             self._write_etc_files(c, merged.hostname)
@@ -376,7 +453,12 @@ class ContainerService:
                 except OSError:
                     return None
 
-            spec = build_spec(options, cgroup_version=self.cgroup_version, user_lookup=lookup)
+            spec = build_spec(
+                options,
+                cgroup_version=self.cgroup_version,
+                user_lookup=lookup,
+                capabilities_available=bounding_set(),
+            )
         except SpecError as e:
             self.rootfs.unmount(c.id)
             raise ContainerError(str(e), 400) from None
@@ -397,6 +479,10 @@ class ContainerService:
             open_stdin=options.open_stdin,
             stdin_once=bool(c.config.get("StdinOnce")),
             attach_wait=ATTACH_WAIT if attach_pending else 0.0,
+            runtime_path=runtime.path,
+            runtime_name=runtime.name,
+            runtime_root=runtime.root(self.exec_root) if runtime.path else "",
+            runtime_args=list(runtime.args),
         )
         try:
             started = self.launcher.start(config, timeout=START_TIMEOUT)
@@ -408,10 +494,13 @@ class ContainerService:
             c.state.finished_at = now_rfc3339()
             self.store.save(c)
             self.rootfs.unmount(c.id)
-            message = (
-                "failed to create shim task: OCI runtime create failed: runc create failed: "
-                f"unable to start container process: {e}: unknown"
-            )
+            if runtime.path:  # runc and crun word their errors themselves ("runc create failed: ...")
+                message = f"failed to create shim task: OCI runtime create failed: {e}: unknown"
+            else:
+                message = (
+                    "failed to create shim task: OCI runtime create failed: runc create failed: "
+                    f"unable to start container process: {e}: unknown"
+                )
             raise ContainerError(message, 400 if e.exit_code is not None else 500) from None
         c.state.status = "running"
         c.state.pid = started.container_pid
@@ -432,6 +521,39 @@ class ContainerService:
             self._monitors[c.id] = asyncio.get_running_loop().create_task(self._watch(c))
 
     async def _watch(self, c: Container) -> None:
+        """Watch the container's runs: record each exit and, when its restart policy says so, start it
+        again after dockerd's back-off (the container is `restarting` meanwhile)."""
+        while True:
+            record = await self._next_exit(c)
+            manager = self._restart_manager(c)
+            finished = record.get("FinishedAt") or now_rfc3339()
+            ran_for = max(0.0, _rfc3339_to_unix(finished) - _rfc3339_to_unix(c.state.started_at))
+            delay = manager.decide(
+                int(record.get("ExitCode", 255)), c.manually_stopped, ran_for, c.restart_count
+            )
+            if c.id not in self.store:
+                delay = None
+            await asyncio.to_thread(self._record_exit, c, record, delay is not None)
+            self.events.emit(
+                "container", "die", c.id, exitCode=str(c.state.exit_code), image=c.image, name=c.name
+            )
+            for fut in self._exit_waiters.pop(c.id, []):
+                if not fut.done():
+                    fut.set_result(c.state.exit_code)
+            if delay is not None:
+                if await self._restart_after(c, manager, delay):
+                    continue
+                return
+            if c.host_config.get("AutoRemove") and c.id in self.store:
+                self._monitors.pop(c.id, None)
+                try:
+                    await asyncio.to_thread(self._remove_blocking, c)
+                    self.events.emit("container", "destroy", c.id, image=c.image, name=c.name)
+                except ContainerError as e:
+                    log.warning("container %s: auto-remove: %s", c.id, e)
+            return
+
+    async def _next_exit(self, c: Container) -> dict[str, Any]:
         exit_path = self._state_dir(c) / "exit.json"
         missing_since: float | None = None
         if not exit_path.exists():
@@ -439,29 +561,92 @@ class ContainerService:
         while True:
             record = read_json(str(exit_path))
             if record is not None:
-                break
+                return record
             shim_pid = int(c.extra.get("shim_pid") or 0)
             if shim_pid and not _pid_alive(shim_pid):
                 if missing_since is None:
                     missing_since = time.monotonic()
                 elif time.monotonic() - missing_since > 1.0:
-                    record = {"ExitCode": 255, "Error": "the container's shim died", "OOMKilled": False}
-                    break
+                    return {"ExitCode": 255, "Error": "the container's shim died", "OOMKilled": False}
             await asyncio.sleep(POLL_INTERVAL)
-        await asyncio.to_thread(self._record_exit, c, record)
-        self.events.emit(
-            "container", "die", c.id, exitCode=str(c.state.exit_code), image=c.image, name=c.name
-        )
-        for fut in self._exit_waiters.pop(c.id, []):
-            if not fut.done():
-                fut.set_result(c.state.exit_code)
-        if c.host_config.get("AutoRemove") and c.id in self.store:
-            self._monitors.pop(c.id, None)
+
+    # --- restart policies --------------------------------------------------------------------------
+
+    def _restart_manager(self, c: Container) -> RestartManager:
+        manager = self._restart_managers.get(c.id)
+        if manager is None:
+            manager = RestartManager(RestartPolicy.from_host_config(c.host_config))
+            self._restart_managers[c.id] = manager
+        return manager
+
+    async def _restart_after(self, c: Container, manager: RestartManager, delay: float) -> bool:
+        """Wait out the back-off, then start the container again; False when a stop, kill or remove
+        canceled the restart (or the start failed), leaving the container exited."""
+        wake = self._restart_wakeups[c.id] = asyncio.Event()
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), delay)
+        finally:
+            if self._restart_wakeups.get(c.id) is wake:
+                del self._restart_wakeups[c.id]
+        async with self._lock(c.id):
+            if manager.canceled or c.state.status != "restarting" or c.id not in self.store:
+                await asyncio.to_thread(self._settle_restarting, c)
+                return False
             try:
-                await asyncio.to_thread(self._remove_blocking, c)
-                self.events.emit("container", "destroy", c.id, image=c.image, name=c.name)
-            except ContainerError as e:
-                log.warning("container %s: auto-remove: %s", c.id, e)
+                await asyncio.to_thread(self._start_blocking, c)
+            except Exception as e:  # dockerd leaves it stopped and logs why
+                log.warning("container %s: restart failed: %s", c.id, e)
+                await asyncio.to_thread(self._settle_restarting, c)
+                return False
+        self.events.emit("container", "start", c.id, image=c.image, name=c.name)
+        for fut in self._start_waiters.pop(c.id, []):
+            _resolve(fut, None)  # type: ignore[arg-type]
+        return True
+
+    def _settle_restarting(self, c: Container) -> None:
+        if c.state.status == "restarting":
+            c.state.status = "exited"
+            if c.id in self.store:
+                self.store.save(c)
+
+    async def _cancel_restart(self, c: Container) -> None:
+        """No more restarts until the next manual start; a container waiting out its back-off is left
+        exited at once (`stop` and `rm -f` of a restarting container do not wait for the delay)."""
+        self._restart_manager(c).cancel()
+        wake = self._restart_wakeups.get(c.id)
+        if wake is not None:
+            wake.set()
+        task = self._monitors.get(c.id)
+        if c.state.status == "restarting" and (task is None or task.done()):
+            await asyncio.to_thread(self._settle_restarting, c)
+        deadline = time.monotonic() + START_TIMEOUT
+        while c.state.status == "restarting" and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+    async def _shutdown_stop(self, c: Container) -> None:
+        await self._cancel_restart(c)
+        if c.state.status != "running":
+            return
+        timeout = c.config.get("StopTimeout")
+        timeout = 10 if timeout is None else int(timeout)
+        self._monitor(c)
+        if timeout != 0:
+            await self._signal(c, parse_signal(c.config.get("StopSignal"), signals.SIGTERM))
+            if await self._await_exit(c, None if timeout < 0 else float(timeout)):
+                return
+        await self._signal(c, signals.SIGKILL, all_processes=True)
+        await self._await_exit(c, 30.0)
+
+    async def restart(self, ref: str, timeout: int | None = None) -> None:
+        """`docker restart`: stop when running, start afresh (RestartCount back to 0), a `restart` event."""
+        try:
+            await self.stop(ref, timeout)
+        except NotModified:
+            pass
+        await self.start(ref)
+        c = self.get(ref)
+        self.events.emit("container", "restart", c.id, image=c.image, name=c.name)
 
     async def _shim_exited(self, c: Container) -> None:
         """Return as soon as the shim reports the container's exit (a `wait` request on its socket), so that
@@ -486,8 +671,12 @@ class ContainerService:
         finally:
             writer.close()
 
-    def _record_exit(self, c: Container, record: dict[str, Any]) -> None:
-        c.state.status = "exited"
+    def _record_exit(self, c: Container, record: dict[str, Any], restarting: bool = False) -> None:
+        # as dockerd's SetRestarting: a container about to restart counts as running (ps lists it, rm
+        # refuses it without force) and RestartCount counts the restarts
+        c.state.status = "restarting" if restarting else "exited"
+        if restarting:
+            c.restart_count += 1
         c.state.pid = 0
         c.state.exit_code = int(record.get("ExitCode", 255))
         c.state.finished_at = record.get("FinishedAt") or now_rfc3339()
@@ -539,12 +728,17 @@ class ContainerService:
             await asyncio.to_thread(client.kill, sig, all=all_processes)
         except (OSError, ShimError) as e:
             log.debug("container %s: kill %d: %s", c.id, sig, e)
+        await self._thaw_after_signal(c, sig)
 
     async def stop(self, ref: str, timeout: int | None = None) -> None:
         c = self.get(ref)
         if not c.running:
             raise NotModified("container already stopped", 304)
         c.manually_stopped = True
+        await self._cancel_restart(c)
+        if c.state.status not in ("running", "paused"):  # it was waiting to restart: nothing to signal
+            self.events.emit("container", "stop", c.id, image=c.image, name=c.name)
+            return
         if timeout is None:
             timeout = c.config.get("StopTimeout")
             if timeout is None:
@@ -569,6 +763,13 @@ class ContainerService:
         sig = parse_signal(signal, signals.SIGKILL)
         if not c.running:
             raise ContainerError(f"Cannot kill container: {ref}: Container {c.id} is not running", 409)
+        c.manually_stopped = True
+        stop_signal = c.config.get("StopSignal")
+        if kill_cancels_restart(sig, parse_signal(stop_signal) if stop_signal else None):
+            await self._cancel_restart(c)
+        if c.state.status not in ("running", "paused"):  # restarting: telling the restart loop is enough
+            self.events.emit("container", "kill", c.id, image=c.image, name=c.name, signal=str(sig))
+            return
         self._monitor(c)
         await self._signal(c, sig, all_processes=sig == signals.SIGKILL)
         self.events.emit("container", "kill", c.id, image=c.image, name=c.name, signal=str(sig))
@@ -582,10 +783,12 @@ class ContainerService:
         if c.running:
             if not force:
                 raise ContainerError(
-                    f"You cannot remove a running container {c.id}. Stop the container before attempting "
-                    "removal or force remove",
+                    f"You cannot remove a {c.state.status} container {c.id}. Stop the container before "
+                    "attempting removal or force remove",
                     409,
                 )
+            await self._cancel_restart(c)
+        if c.running:
             self._monitor(c)
             await self._signal(c, signals.SIGKILL, all_processes=True)
             if not await self._await_exit(c, 30.0):
@@ -603,6 +806,7 @@ class ContainerService:
             raise ContainerError(f"unable to remove filesystem for {c.id}: {e}", 500) from None
         self.store.remove(c.id)
         self._locks.pop(c.id, None)
+        self._restart_managers.pop(c.id, None)
         for fut in self._removal_waiters.pop(c.id, []):  # this runs in a thread: resolve in the loop
             fut.get_loop().call_soon_threadsafe(_resolve, fut, c.state.exit_code)
 
@@ -614,19 +818,22 @@ class ContainerService:
         *,
         follow: bool = False,
         tail: int | None = None,
-        since: float | None = None,
-        until: float | None = None,
+        since: float | Fraction | None = None,
+        until: float | Fraction | None = None,
         stdout: bool = True,
         stderr: bool = True,
-    ) -> AsyncIterator[tuple[str, int, bytes]]:
+    ) -> AsyncIterator[list[tuple[str, int, bytes]]]:
+        """The container's log records, (stream, time in ns, bytes), in batches: a 200 MB log has two
+        million records, and handing each one from the reading thread to the event loop on its own would
+        cost more than reading them. A batch is handed over when it is full, and whenever the reader
+        reaches the end of what was written so far (it asks `done()` then), so a follower sees each line
+        as soon as it is logged."""
         c = self.get(ref)
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, int, bytes] | None | BaseException] = asyncio.Queue(maxsize=1024)
+        queue: asyncio.Queue[list[tuple[str, int, bytes]] | None | BaseException] = asyncio.Queue(maxsize=16)
         cancelled = threading.Event()
         exit_path = self._state_dir(c) / "exit.json"
-
-        def done() -> bool:
-            return cancelled.is_set() or not c.running or exit_path.exists()
+        batch: list[tuple[str, int, bytes]] = []
 
         def put(item: Any) -> None:
             fut = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
@@ -637,6 +844,16 @@ class ContainerService:
                 except TimeoutError:
                     continue
             fut.cancel()
+
+        def flush() -> None:
+            nonlocal batch
+            if batch:
+                full, batch = batch, []
+                put(full)
+
+        def done() -> bool:
+            flush()
+            return cancelled.is_set() or not c.running or exit_path.exists()
 
         def pump() -> None:
             try:
@@ -653,7 +870,10 @@ class ContainerService:
                     ):
                         if cancelled.is_set():
                             return
-                        put(item)
+                        batch.append(item)
+                        if len(batch) >= LOG_BATCH:
+                            flush()
+                flush()
             except FileNotFoundError:
                 pass
             except BaseException as e:
@@ -695,7 +915,7 @@ class ContainerService:
             "Args": c.args,
             "State": {
                 "Status": s.status,
-                "Running": s.status == "running",
+                "Running": c.running,  # dockerd: true while restarting (and paused) too
                 "Paused": s.status == "paused",
                 "Restarting": s.status == "restarting",
                 "OOMKilled": s.oom_killed,
@@ -718,7 +938,7 @@ class ContainerService:
             "MountLabel": "",
             "ProcessLabel": "",
             "AppArmorProfile": "",
-            "ExecIDs": None,
+            "ExecIDs": self.exec_ids(c.id),
             "HostConfig": _shown_host_config(c.host_config),
             "GraphDriver": graph,
             "Mounts": [],
@@ -746,68 +966,147 @@ class ContainerService:
         }
 
     def _status_text(self, c: Container) -> str:
+        """Docker's State.String(), which `docker ps` shows as STATUS."""
         s = c.state
         now = time.time()
         if s.status == "running":
             return "Up " + human_duration(now - _rfc3339_to_unix(s.started_at))
-        if s.status == "exited":
-            if s.started_at == ZERO_TIME and s.finished_at == ZERO_TIME:
-                return "Created"
+        if s.status == "paused":
+            return "Up " + human_duration(now - _rfc3339_to_unix(s.started_at)) + " (Paused)"
+        if s.status == "restarting":
             ago = human_duration(now - _rfc3339_to_unix(s.finished_at))
-            return f"Exited ({s.exit_code}) {ago} ago"
-        if s.status == "created":
+            return f"Restarting ({s.exit_code}) {ago} ago"
+        if s.status == "removing":
+            return "Removal In Progress"
+        if s.status == "dead":
+            return "Dead"
+        if s.started_at == ZERO_TIME:
             return "Created"
-        return s.status.capitalize()
+        if s.finished_at == ZERO_TIME:
+            return ""
+        ago = human_duration(now - _rfc3339_to_unix(s.finished_at))
+        return f"Exited ({s.exit_code}) {ago} ago"
 
-    def _matches(self, c: Container, filters: dict[str, list[str]]) -> bool:
-        for key, values in filters.items():
-            if not values:
-                continue
-            if key == "id" and not any(c.id.startswith(v) for v in values):
+    def _list_filters(self, filters: dict[str, list[str]]) -> dict[str, Any]:
+        """Validate `ps` filters as dockerd does, resolving what refers to other objects."""
+        for key in filters:
+            if key not in LIST_FILTERS:
+                raise ContainerError(f"invalid filter '{key}'", 400)
+        for value in filters.get("status", []):
+            if value not in STATUSES:
+                raise ContainerError(f"Invalid filter 'status={value}'", 400)
+        resolved: dict[str, Any] = {}
+        try:
+            resolved["exited"] = {int(v) for v in filters.get("exited", [])}
+        except ValueError as e:
+            raise ContainerError(str(e), 400) from None
+        for key in ("before", "since"):
+            for value in filters.get(key, []):
+                resolved[key] = self.get(value)
+        if filters.get("ancestor"):
+            ancestors: set[str] = set()
+            for value in filters["ancestor"]:
+                with contextlib.suppress(ImageError):
+                    ancestors.add(self.images.get(value).id)
+            resolved["ancestor"] = ancestors
+        return resolved
+
+    def _descends_from(self, image_id: str, ancestors: set[str]) -> bool:
+        seen: set[str] = set()
+        while image_id and image_id not in seen:
+            if image_id in ancestors:
+                return True
+            seen.add(image_id)
+            try:
+                image_id = self.images.get(image_id).extra.get("parent", "")
+            except (ImageError, AttributeError):
                 return False
-            if key == "name" and not any(re.search(v.lstrip("/"), c.name) for v in values):
+        return False
+
+    def _matches(self, c: Container, filters: dict[str, list[str]], resolved: dict[str, Any]) -> bool:
+        """dockerd's includeContainerInList: id, name and status are regular expressions (unanchored),
+        labels must all match, ancestor is the image or any image built on it."""
+
+        def search(patterns: list[str], text: str) -> bool:
+            for pattern in patterns:
+                if pattern == text:
+                    return True
+                with contextlib.suppress(re.error):
+                    if re.search(pattern, text):
+                        return True
+            return False
+
+        if filters.get("id") and not search(filters["id"], c.id):
+            return False
+        if filters.get("name") and not search(filters["name"], "/" + c.name):
+            return False
+        labels = c.config.get("Labels") or {}
+        for wanted in filters.get("label", []):
+            k, sep, v = wanted.partition("=")
+            if k not in labels or (sep and labels[k] != v):
                 return False
-            if key == "status" and c.state.status not in values:
+        if resolved.get("exited"):
+            if c.running or c.state.started_at == ZERO_TIME or c.state.exit_code not in resolved["exited"]:
                 return False
-            if key == "exited" and (c.state.status != "exited" or str(c.state.exit_code) not in values):
-                return False
-            if key == "ancestor" and not any(v in (c.image, c.image_id) for v in values):
-                return False
-            if key == "label":
-                labels = c.config.get("Labels") or {}
-                for wanted in values:
-                    k, sep, v = wanted.partition("=")
-                    if k not in labels or (sep and labels[k] != v):
-                        return False
+        if filters.get("status") and not search(filters["status"], c.state.status):
+            return False
+        if "ancestor" in resolved and not self._descends_from(c.image_id, resolved["ancestor"]):
+            return False
+        if filters.get("health") and "none" not in filters["health"]:
+            return False  # no container has a health check yet
+        for key in ("network", "volume", "publish", "expose"):
+            if filters.get(key):
+                return False  # nothing is connected, mounted or published yet
+        if filters.get("is-task") and filters["is-task"][-1].lower() in ("true", "1"):
+            return False
         return True
 
-    def list(self, all: bool = False, filters: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
+    def list(
+        self,
+        all: bool = False,
+        filters: dict[str, list[str]] | None = None,
+        size: bool = False,
+        limit: int = 0,
+    ) -> list[dict[str, Any]]:
         filters = filters or {}
+        resolved = self._list_filters(filters)
+        if filters.get("status"):
+            all = True
         out = []
         containers = sorted(self.store.all(), key=lambda c: c.created, reverse=True)
+        before, since = resolved.get("before"), resolved.get("since")
         for c in containers:
-            if not all and not c.running and not filters.get("status") and not filters.get("exited"):
+            if before is not None:  # newest first: skip everything down to `before` itself
+                if c.id == before.id:
+                    before = None
                 continue
-            if not self._matches(c, filters):
+            if since is not None and c.id == since.id:
+                break
+            if not c.running and not all and limit <= 0:
                 continue
+            if not self._matches(c, filters, resolved):
+                continue
+            if limit > 0 and len(out) >= limit:
+                break
             command = " ".join([c.path, *c.args]).strip()
-            out.append(
-                {
-                    "Id": c.id,
-                    "Names": ["/" + c.name],
-                    "Image": c.image,
-                    "ImageID": c.image_id,
-                    "Command": command,
-                    "Created": int(_rfc3339_to_unix(c.created)),
-                    "Ports": [],
-                    "Labels": c.config.get("Labels") or {},
-                    "State": c.state.status,
-                    "Status": self._status_text(c),
-                    "HostConfig": {"NetworkMode": c.host_config.get("NetworkMode") or "default"},
-                    "NetworkSettings": {"Networks": {}},
-                    "Mounts": [],
-                }
-            )
+            entry: dict[str, Any] = {
+                "Id": c.id,
+                "Names": ["/" + c.name],
+                "Image": c.image,
+                "ImageID": c.image_id,
+                "Command": command,
+                "Created": int(_rfc3339_to_unix(c.created)),
+                "Ports": [],
+                "Labels": c.config.get("Labels") or {},
+                "State": c.state.status,
+                "Status": self._status_text(c),
+                "HostConfig": {"NetworkMode": c.host_config.get("NetworkMode") or "default"},
+                "NetworkSettings": {"Networks": {}},
+                "Mounts": [],
+            }
+            if size:
+                entry["SizeRw"], entry["SizeRootFs"] = self.size(c)
+            out.append(entry)
         return out
 
     def counts(self) -> tuple[int, int, int, int]:
@@ -815,6 +1114,414 @@ class ContainerService:
         running = sum(1 for c in all_ if c.state.status == "running")
         paused = sum(1 for c in all_ if c.state.status == "paused")
         return len(all_), running, paused, len(all_) - running - paused
+
+    # --- top, stats, size --------------------------------------------------------------------------
+
+    def _cgroup(self, c: Container) -> Cgroup | None:
+        """The running container's cgroup, as its shim recorded it in state.json."""
+        from ..linux.cgroups import Cgroup
+
+        state = read_json(str(self._state_dir(c) / "state.json"))
+        if not state or not state.get("cgroup"):
+            return None
+        try:
+            return Cgroup.from_dict(state["cgroup"])
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def _pids(self, c: Container) -> set[int]:
+        cgroup = self._cgroup(c)
+        pids = cgroup.pids() if cgroup is not None else set()
+        if not pids and c.state.pid:
+            pids = {c.state.pid}
+        return pids
+
+    async def top(self, ref: str, ps_args: str = "") -> dict[str, Any]:
+        from .top import TopError, top
+
+        c = self.get(ref)
+        if not c.running:
+            raise ContainerError(f"Container {c.id} is not running", 409)
+        if c.state.status == "restarting":
+            raise ContainerError(f"Container {c.id} is restarting, wait until the container is running", 409)
+        try:
+            return await asyncio.to_thread(lambda: top(self._pids(c), ps_args))
+        except TopError as e:
+            status = 400 if str(e).startswith("specifying") else 500
+            raise ContainerError(str(e), status) from None
+
+    def _stats_sample(self, c: Container) -> dict[str, Any]:
+        from . import stats as cstats
+
+        if not c.running:
+            return cstats.empty_stats("/" + c.name, c.id)
+        cgroup = self._cgroup(c)
+        sample = cstats.empty_stats("/" + c.name, c.id)
+        sample["read"] = now_rfc3339()
+        if cgroup is not None:
+            sample.update(cstats.cgroup_stats(cgroup, cstats.machine_memory()))
+        sample["cpu_stats"]["system_cpu_usage"] = cstats.system_cpu_usage()
+        sample["cpu_stats"]["online_cpus"] = cstats.online_cpus()
+        return sample
+
+    async def stats(
+        self, ref: str, stream: bool = True, one_shot: bool = False
+    ) -> AsyncIterator[dict[str, Any]]:
+        """dockerd's stats: one sample a second, each carrying the previous one's CPU figures as
+        `precpu_stats`; without `stream` the first sample only primes them (so one answer takes about a
+        second) unless `one_shot`; a container that does not run gives zeroed stats."""
+        from . import stats as cstats
+
+        c = self.get(ref)
+        if not c.running and not stream:
+            yield cstats.empty_stats("/" + c.name, c.id)
+            return
+        previous_cpu, previous_read = cstats.empty_cpu(), cstats.ZERO_TIME
+        primed = stream or one_shot
+        while c.id in self.store:
+            sample = await asyncio.to_thread(self._stats_sample, c)
+            sample["name"] = "/" + c.name  # a rename shows at the next sample
+            sample["precpu_stats"], sample["preread"] = previous_cpu, previous_read
+            previous_cpu, previous_read = sample["cpu_stats"], sample["read"]
+            if primed:
+                yield sample
+                if not stream:
+                    return
+            primed = True
+            await asyncio.sleep(1.0)
+
+    def size(self, c: Container) -> tuple[int, int]:
+        """(SizeRw, SizeRootFs): the container's own writes (its overlay upper dir), and those plus its
+        image's layers. Hard links are counted once, directories not at all, as dockerd's directory.Size."""
+        seen: set[tuple[int, int]] = set()
+        total = 0
+        upper = self.rootfs.dir(c.id) / "upper"
+        for root, dirs, files in os.walk(upper):
+            for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+                try:
+                    st = os.lstat(os.path.join(root, name))
+                except OSError:
+                    continue
+                if st.st_nlink > 1:
+                    if (st.st_dev, st.st_ino) in seen:
+                        continue
+                    seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
+        image_size = 0
+        with contextlib.suppress(ImageError, OSError, AttributeError):
+            image_size = int(self.images.get(c.image_id).size)
+        return total, total + image_size
+
+    # --- rename, pause, prune ----------------------------------------------------------------------
+
+    def rename(self, ref: str, new_name: str) -> None:
+        if not ref or not new_name:
+            raise ContainerError("Neither old nor new names may be empty", 400)
+        c = self.get(ref)
+        shown = new_name if new_name.startswith("/") else "/" + new_name
+        if shown == "/" + c.name:
+            raise ContainerError("Renaming a container with the same name as its current name", 400)
+        try:
+            bare = validate_name(shown)
+        except InvalidName as e:
+            raise ContainerError(f"Error when allocating new name: {e}", 400) from None
+        old = c.name
+        try:
+            self.store.rename(c, bare)
+        except NameConflict as e:
+            raise ContainerError(f"Error when allocating new name: {e}", 409) from None
+        self.events.emit("container", "rename", c.id, image=c.image, name=c.name, oldName="/" + old)
+
+    def _freeze(self, c: Container, frozen: bool, timeout: float = 10.0) -> None:
+        """The cgroup freezer: v1 `freezer.state` (FROZEN passes through FREEZING), v2 `cgroup.freeze`
+        (done once `cgroup.events` says so)."""
+        cgroup = self._cgroup(c)
+        if cgroup is None:
+            raise OSError("the container's cgroup is not known")
+        deadline = time.monotonic() + timeout
+        if cgroup.version == "2":
+            cgroup.write("freezer", "cgroup.freeze", "1" if frozen else "0")
+            want = f"frozen {1 if frozen else 0}"
+            while want not in cgroup.read("freezer", "cgroup.events").splitlines():
+                if time.monotonic() > deadline:
+                    raise OSError("timed out waiting for the cgroup to " + ("freeze" if frozen else "thaw"))
+                time.sleep(0.005)
+            return
+        want = "FROZEN" if frozen else "THAWED"
+        while True:
+            cgroup.write("freezer", "freezer.state", want)  # written again: new tasks may have joined
+            if cgroup.read("freezer", "freezer.state").strip() == want:
+                return
+            if time.monotonic() > deadline:
+                raise OSError(f"timed out waiting for freezer.state {want}")
+            time.sleep(0.005)
+
+    async def pause(self, ref: str) -> None:
+        c = self.get(ref)
+        async with self._lock(c.id):
+            if not c.running:
+                raise ContainerError(f"Container {c.id} is not running", 409)
+            if c.state.status == "paused":
+                raise ContainerError(f"Container {c.id} is already paused", 409)
+            if c.state.status == "restarting":
+                raise ContainerError(
+                    f"Container {c.id} is restarting, wait until the container is running", 409
+                )
+            try:
+                await asyncio.to_thread(self._freeze, c, True)
+            except OSError as e:
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(self._freeze, c, False)
+                raise ContainerError(f"Cannot pause container {c.id}: {e}", 500) from None
+            if c.state.status == "running":  # not exited meanwhile
+                c.state.status = "paused"
+                self.store.save(c)
+        self.events.emit("container", "pause", c.id, image=c.image, name=c.name)
+
+    async def unpause(self, ref: str) -> None:
+        c = self.get(ref)
+        async with self._lock(c.id):
+            if c.state.status != "paused":
+                raise ContainerError(f"Container {c.id} is not paused", 409)
+            await self._thaw(c)
+
+    async def _thaw(self, c: Container) -> None:
+        try:
+            await asyncio.to_thread(self._freeze, c, False)
+        except OSError as e:
+            raise ContainerError(f"Cannot unpause container {c.id}: {e}", 500) from None
+        if c.state.status == "paused":
+            c.state.status = "running"
+            self.store.save(c)
+        self.events.emit("container", "unpause", c.id, image=c.image, name=c.name)
+
+    async def _thaw_after_signal(self, c: Container, sig: int) -> None:
+        """dockerd resumes a paused container after sending it SIGKILL or its stop signal (or any
+        signal when it has no StopSignal), so that the signal is acted upon."""
+        if c.state.status != "paused":
+            return
+        stop_signal = c.config.get("StopSignal")
+        if sig != signals.SIGKILL and stop_signal and parse_signal(stop_signal, signals.SIGTERM) != sig:
+            return
+        try:
+            await self._thaw(c)
+        except ContainerError as e:
+            log.warning("container %s: %s", c.id, e)
+
+    async def prune(self, filters: dict[str, list[str]] | None = None) -> dict[str, Any]:
+        from ..images.service import _label_matches
+        from ..units import parse_time
+
+        filters = filters or {}
+        for key in filters:
+            if key not in ("until", "label", "label!"):
+                raise ContainerError(f"invalid filter '{key}'", 400)
+        cutoff = None
+        if filters.get("until"):
+            try:
+                cutoff = parse_time(filters["until"][-1], time.time())
+            except ValueError as e:
+                raise ContainerError(str(e), 400) from None
+        deleted: list[str] = []
+        reclaimed = 0
+        for c in sorted(self.store.all(), key=lambda c: c.created):
+            if c.running or c.state.status == "removing":
+                continue
+            if cutoff is not None and _rfc3339_to_unix(c.created) > cutoff:
+                continue
+            labels = c.config.get("Labels") or {}
+            if not all(_label_matches(labels, w) for w in filters.get("label", [])):
+                continue
+            negated = filters.get("label!", [])
+            if negated and all(_label_matches(labels, w) for w in negated):
+                continue
+            size_rw = (await asyncio.to_thread(self.size, c))[0]
+            try:
+                await self.remove(c.id)
+            except ContainerError as e:
+                log.warning("prune: container %s: %s", c.id, e)
+                continue
+            deleted.append(c.id)
+            reclaimed += size_rw
+        self.events.emit("container", "prune", "", reclaimed=str(reclaimed))
+        return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+
+    # --- exec --------------------------------------------------------------------------------------
+
+    def _exec_record(self, exec_id: str) -> ExecRecord:
+        record = self._execs.get(exec_id)
+        if record is None:
+            raise ContainerError(f"No such exec instance: {exec_id}", 404)
+        return record
+
+    def _running_for_exec(self, container_id: str) -> Container:
+        c = self.get(container_id)
+        if c.state.status == "paused":
+            raise ContainerError(f"Container {c.id} is paused, unpause the container before exec", 409)
+        if not c.running:
+            raise ContainerError(f"Container {c.id} is not running", 409)
+        return c
+
+    def exec_ids(self, container_id: str) -> list[str] | None:
+        """The container's ExecIDs (created or running execs); None when there are none, as dockerd."""
+        return [r.id for r in self._execs.values() if r.container_id == container_id and r.live] or None
+
+    def exec_create(self, ref: str, body: dict[str, Any]) -> str:
+        c = self._running_for_exec(ref)
+        try:
+            record = new_exec(c.id, body)
+        except ExecConfigError as e:
+            raise ContainerError(str(e), 400) from None
+        now = time.monotonic()
+        for old in [r for r in self._execs.values() if r.expired(now) or r.container_id not in self.store]:
+            self._execs.pop(old.id, None)
+            self._exec_flags.pop(old.id, None)
+        self._execs[record.id] = record
+        self._exec_flags[record.id] = (asyncio.Event(), asyncio.Event())
+        self.events.emit(
+            "container", f"exec_create: {record.command}", c.id, execID=record.id, image=c.image, name=c.name
+        )
+        return record.id
+
+    def exec_inspect(self, exec_id: str) -> dict[str, Any]:
+        return self._exec_record(exec_id).inspect()
+
+    def exec_check_start(self, exec_id: str) -> ExecRecord:
+        """The exec, if it can be started now (before the API hijacks the connection for it)."""
+        record = self._exec_record(exec_id)
+        if record.running:
+            raise ContainerError(f"Error: Exec command {exec_id} is already running", 409)
+        if record.started:
+            raise ContainerError(f"Error: Exec command {exec_id} has already run", 409)
+        self._running_for_exec(record.container_id)
+        return record
+
+    def _exec_process(self, record: ExecRecord, c: Container) -> tuple[dict[str, Any], Any]:
+        """(the exec's OCI process, the container's linux.seccomp, which filters it too)."""
+        spec = json.loads((self._dir(c) / "bundle" / "config.json").read_text())
+        rootfs = self.rootfs.path(c.id)
+
+        def read_file(path: str) -> str | None:
+            f = rootfs / path.lstrip("/")
+            try:
+                return f.read_text() if f.is_file() and not f.is_symlink() else None
+            except OSError:
+                return None
+
+        seccomp = (spec.get("linux") or {}).get("seccomp")
+        process = exec_process(
+            record, spec, c.config, c.host_config, read_file, capabilities_available=bounding_set()
+        )
+        return process, seccomp
+
+    async def exec_start(
+        self, exec_id: str, *, detach: bool
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """Start the exec's process through the container's shim. Attached: the shim connection that carries
+        its stream (see shim_protocol), closed by the shim once the process has exited and its output is
+        sent. Raises ExecStartFailed when the process could not be started (its record then says 126)."""
+        record = self.exec_check_start(exec_id)
+        c = self._running_for_exec(record.container_id)
+        record.started = record.running = True
+        self.events.emit(
+            "container", f"exec_start: {record.command}", c.id, execID=record.id, image=c.image, name=c.name
+        )
+        started, _ = self._exec_flags[record.id]
+        reader: asyncio.StreamReader | None = None
+        writer: asyncio.StreamWriter | None = None
+        try:
+            try:
+                process, seccomp = await asyncio.to_thread(self._exec_process, record, c)
+            except (ExecConfigError, OSError, ValueError) as e:
+                raise ExecStartFailed(str(e)) from None
+            request = {
+                "op": "exec",
+                "id": record.id,
+                "process": process,
+                "seccomp": seccomp,
+                "tty": record.tty,
+                "stdin": record.open_stdin,
+                "stdout": record.open_stdout,
+                "stderr": record.open_stderr,
+                "detach": detach,
+            }
+            try:
+                sock = await asyncio.to_thread(shim_connect, str(self._state_dir(c)), 10.0)
+                sock.setblocking(False)
+                reader, writer = await asyncio.open_unix_connection(sock=sock, limit=1 << 20)
+                writer.write(json.dumps(request).encode() + b"\n")
+                reply = json.loads(await reader.readline() or b"{}")
+            except (OSError, ValueError) as e:
+                raise ExecStartFailed(f"container {c.id} is not running: {e}") from None
+            if not reply.get("ok"):
+                error = str(reply.get("error") or "the shim refused the exec")
+                raise ExecStartFailed(start_error_message(error))
+        except ExecStartFailed:
+            if writer is not None:
+                writer.close()
+            record.end(126)  # dockerd's code for an exec that never ran, whatever the cause
+            started.set()
+            self._exec_flags[record.id][1].set()
+            raise
+        record.pid = int(reply.get("pid") or 0)
+        started.set()
+        task = asyncio.get_running_loop().create_task(self._watch_exec(record, c))
+        self._exec_tasks.add(task)
+        task.add_done_callback(self._exec_tasks.discard)
+        if detach:
+            writer.close()
+            return None
+        return reader, writer
+
+    async def _watch_exec(self, record: ExecRecord, c: Container) -> None:
+        """Until the exec has ended: then its exit code recorded, exec_die, and its waiters released."""
+        code: int | None = None
+        try:
+            sock = await asyncio.to_thread(shim_connect, str(self._state_dir(c)), 10.0)
+            sock.setblocking(False)
+            reader, writer = await asyncio.open_unix_connection(sock=sock)
+            try:
+                writer.write(json.dumps({"op": "exec_wait", "id": record.id}).encode() + b"\n")
+                reply = json.loads(await reader.readline() or b"{}")
+                if reply.get("ok") and reply.get("ExitCode") is not None:
+                    code = int(reply["ExitCode"])
+            finally:
+                writer.close()
+        except (OSError, ValueError) as e:
+            log.debug("exec %s: waiting for its end: %s", record.id, e)
+        if code is None:  # the shim went away with the container, and the exec with it
+            code = 137
+        record.end(code)
+        self.events.emit(
+            "container", "exec_die", c.id, execID=record.id, exitCode=str(code), image=c.image, name=c.name
+        )
+        flags = self._exec_flags.get(record.id)
+        if flags is not None:
+            flags[1].set()
+
+    async def exec_ended(self, exec_id: str, timeout: float) -> None:
+        """Until the exec's end is recorded (the API closes its stream only then: the CLI's one exec inspect
+        right after must see the exit code)."""
+        flags = self._exec_flags.get(exec_id)
+        if flags is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(flags[1].wait(), timeout)
+
+    async def exec_resize(self, exec_id: str, height: int, width: int) -> None:
+        record = self._exec_record(exec_id)
+        c = self._running_for_exec(record.container_id)
+        started, _ = self._exec_flags[record.id]
+        try:  # the CLI resizes right after the 101, possibly before the process runs (dockerd waits 10 s)
+            await asyncio.wait_for(started.wait(), 10.0)
+        except TimeoutError:
+            raise ContainerError("timeout waiting for exec session ready", 500) from None
+        if not record.running:
+            raise ContainerError("cannot resize a stopped container: unknown", 500)
+        client = ShimClient(str(self._state_dir(c)))
+        try:
+            await asyncio.to_thread(client.exec_resize, record.id, height, width)
+        except (OSError, ShimError) as e:
+            raise ContainerError(f"{e}: unknown", 500) from None
 
     # --- daemon start ------------------------------------------------------------------------------
 
@@ -842,12 +1549,41 @@ class ContainerService:
         self.rootfs.recover({c.id for c in self.store.all()}, running)
 
     async def start_monitors(self) -> None:
-        """At daemon start (in the event loop): watch the containers that still run."""
+        """At daemon start (in the event loop): watch the containers that still run, start those whose
+        restart policy wants them running (as dockerd's restore, before the API serves), and remove the
+        `--rm` ones that exited while the daemon was away."""
+        to_start, to_remove = [], []
         for c in self.store.all():
             if c.running:
                 self._monitor(c)
+                continue
+            started_before = c.state.status == "exited" and c.state.started_at != ZERO_TIME
+            policy = RestartPolicy.from_host_config(c.host_config)
+            if start_at_daemon_start(
+                policy, c.state.exit_code, c.manually_stopped, c.restart_count, started_before
+            ):
+                to_start.append(c)
+            elif started_before and c.host_config.get("AutoRemove"):
+                to_remove.append(c)
+        results = await asyncio.gather(
+            *(self.start(c.id) for c in to_start),
+            *(self.remove(c.id) for c in to_remove),
+            return_exceptions=True,
+        )
+        for c, result in zip([*to_start, *to_remove], results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("container %s: at daemon start: %s", c.id, result)
 
-    async def close(self) -> None:
+    async def close(self, stop_containers: bool = False) -> None:
+        """At daemon shut-down. With `stop_containers` (live-restore off) every running container is
+        stopped first, in parallel, as dockerd does: its StopSignal, then SIGKILL after its StopTimeout.
+        That is no manual stop (`unless-stopped` ones start again with the daemon), nor cause to restart."""
+        if stop_containers:
+            running = [c for c in self.store.all() if c.running]
+            results = await asyncio.gather(*(self._shutdown_stop(c) for c in running), return_exceptions=True)
+            for c, result in zip(running, results, strict=True):
+                if isinstance(result, BaseException):
+                    log.error("container %s: stop at shut-down: %s", c.id, result)
         for task in self._monitors.values():
             task.cancel()
         self._monitors.clear()

@@ -75,13 +75,14 @@ class DaemonConfig:
     default_runtime: str = DEFAULT_RUNTIME
     runtimes: dict[str, RuntimeConfig] = field(default_factory=dict)
     default_address_pools: list[AddressPool] = field(default_factory=list)
-    live_restore: bool = False
+    live_restore: bool | None = None  # None (not set): containers outlive the daemon; False: stopped at exit
     bridge: str = ""
     bip: str = ""
     labels: list[str] = field(default_factory=list)
     experimental: bool = False
     storage_driver: str = ""
     shutdown_timeout: int = 15
+    seccomp_profile: str = ""  # "" = the built-in profile, "unconfined", or a profile file's path
     config_file: str = DEFAULT_CONFIG_FILE
     # Known dockerd directives that Dockyard does not act on (yet), kept as given.
     extra: dict[str, Any] = field(default_factory=dict)
@@ -153,11 +154,24 @@ def _runtimes(key: str, value: Any) -> dict[str, RuntimeConfig]:
         raise ValueError(f'"{key}" must be an object')
     out: dict[str, RuntimeConfig] = {}
     for name, spec in value.items():
+        if name == DEFAULT_RUNTIME:
+            raise ValueError(f"runtime name '{name}' is reserved")
         if not isinstance(spec, dict) or not isinstance(spec.get("path"), str):
             raise ValueError(f'runtime "{name}" in "{key}" needs a "path"')
         args = spec.get("runtimeArgs", [])
         out[name] = RuntimeConfig(path=spec["path"], runtime_args=_str_list(f"{name}.runtimeArgs", args))
     return out
+
+
+def _added_runtimes(key: str, value: Any) -> dict[str, RuntimeConfig]:
+    """--add-runtime name=path, as dockerd's flag (repeatable)."""
+    specs: dict[str, Any] = {}
+    for item in _str_list(key, value):
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f'"{item}" is not a runtime: use name=path')
+        specs[name] = {"path": path}
+    return _runtimes(key, specs)
 
 
 def _pools(key: str, value: Any) -> list[AddressPool]:
@@ -200,6 +214,7 @@ FIELD_BY_KEY: dict[str, tuple[str, Any]] = {
     "experimental": ("experimental", _bool),
     "storage-driver": ("storage_driver", _str),
     "shutdown-timeout": ("shutdown_timeout", _positive_int),
+    "seccomp-profile": ("seccomp_profile", _str),
 }
 
 
@@ -246,6 +261,12 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any], confi
             ) from None
     for key, value in flag_values.items():
         if value is None:
+            continue
+        if key == "add-runtime":  # adds to daemon.json's "runtimes" rather than replacing them
+            try:
+                config.runtimes = {**config.runtimes, **_added_runtimes(key, value)}
+            except ValueError as e:
+                raise ConfigError(f"invalid flag --{key}: {e}") from None
             continue
         name, validate = FIELD_BY_KEY[key]
         try:

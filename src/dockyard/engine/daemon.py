@@ -6,6 +6,7 @@ import datetime
 import logging
 import os
 import platform
+import shutil
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -18,7 +19,9 @@ from ..distribution import RegistryClient, RegistryHosts
 from ..distribution.pull import Puller
 from ..distribution.push import Pusher
 from ..images import ImageService
-from .config import DEFAULT_RUNTIME, DaemonConfig
+from ..linux.seccomp import kernel_supports_seccomp
+from ..runtime.external import OCIRuntime
+from .config import DEFAULT_RUNTIME, ConfigError, DaemonConfig
 from .events import EventBus
 from .hostinfo import cgroup_version, host_info, runtime_version
 
@@ -49,7 +52,16 @@ class Daemon:
         )
         self.puller = Puller(self.images, self.registry, config.max_concurrent_downloads)
         self.pusher = Pusher(self.images, self.registry, config.max_concurrent_uploads)
-        self.containers = ContainerService(config.data_root, self.images, self.events, cgroup_version())
+        self.containers = ContainerService(
+            config.data_root,
+            self.images,
+            self.events,
+            cgroup_version(),
+            runtimes=self._oci_runtimes(),
+            default_runtime=config.default_runtime,
+            exec_root=config.exec_root,
+        )
+        self.containers.seccomp_profile = self._seccomp_profile()
         self.containers.recover()
 
     async def start(self) -> None:
@@ -57,10 +69,24 @@ class Daemon:
         await self.containers.start_monitors()
 
     async def close(self) -> None:
-        await self.containers.close()
+        # Dockyard's containers outlive the daemon (their shims hold them) unless daemon.json says
+        # "live-restore": false, which asks for dockerd's default: stop them all before exiting.
+        await self.containers.close(stop_containers=self.config.live_restore is False)
         await self.registry.close()
 
     # --- start-up ---------------------------------------------------------------------------------
+
+    def _seccomp_profile(self) -> str:
+        """daemon.json's seccomp-profile, read once at start as dockerd does: the file's JSON, or
+        "unconfined", or "" for the built-in profile."""
+        profile = self.config.seccomp_profile
+        if profile in ("", "builtin", "unconfined"):
+            return "unconfined" if profile == "unconfined" else ""
+        try:
+            with open(profile) as f:
+                return f.read()
+        except OSError as e:
+            raise ConfigError(f"opening seccomp profile ({profile}) failed: {e.strerror}") from None
 
     def _load_or_create_id(self) -> str:
         path = os.path.join(self.config.data_root, "engine-id")
@@ -91,6 +117,15 @@ class Daemon:
                 continue
             runtimes[name] = RuntimeDescription(name, path, found[0], found[1], args)
         return runtimes
+
+    def _oci_runtimes(self) -> dict[str, OCIRuntime]:
+        """What containers can run on: the built-in runtime, and each external one found (by full path)."""
+        return {
+            name: OCIRuntime(name)
+            if name == DEFAULT_RUNTIME
+            else OCIRuntime(name, shutil.which(rt.path) or rt.path, tuple(rt.runtime_args))
+            for name, rt in self.runtimes.items()
+        }
 
     # --- system endpoints ---------------------------------------------------------------------------
 
@@ -216,7 +251,7 @@ class Daemon:
                 "Error": "",
                 "RemoteManagers": None,
             },
-            "LiveRestoreEnabled": cfg.live_restore,
+            "LiveRestoreEnabled": bool(cfg.live_restore),
             "Isolation": "",
             "InitBinary": "",
             "ContainerdCommit": {"ID": "", "Expected": ""},
@@ -225,9 +260,18 @@ class Daemon:
                 "Expected": runtime_commit.commit if runtime_commit else "",
             },
             "InitCommit": {"ID": "", "Expected": ""},
-            "SecurityOptions": ["name=cgroupns"] if host.cgroup_version == "2" else [],
+            "SecurityOptions": self._security_options(host.cgroup_version),
             "Warnings": self._warnings(),
         }
+
+    def _security_options(self, cgroup_version: str) -> list[str]:
+        options = []
+        if kernel_supports_seccomp():
+            # dockerd 20.10 names the daemon's profile: "default" for the built-in one, else the path
+            options.append(f"name=seccomp,profile={self.config.seccomp_profile or 'default'}")
+        if cgroup_version == "2":
+            options.append("name=cgroupns")
+        return options
 
     def _warnings(self) -> list[str]:
         host = host_info()

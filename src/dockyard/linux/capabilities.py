@@ -89,6 +89,17 @@ def capset(effective: Iterable[int], permitted: Iterable[int], inheritable: Iter
         raise OSError(err, f"capset: {os.strerror(err)}")
 
 
+def bounding_set() -> frozenset[str]:
+    """Names of the capabilities this process may still grant (its bounding set, CapBnd): a privileged
+    container gets these, since asking for one outside it makes capset fail."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapBnd:"):
+                mask = int(line.split()[1], 16)
+                return frozenset(n for i, n in enumerate(ALL_CAPABILITIES) if mask >> i & 1)
+    return frozenset(ALL_CAPABILITIES)
+
+
 def in_bounding_set(cap: int) -> bool:
     return prctl(PR_CAPBSET_READ, cap) == 1
 

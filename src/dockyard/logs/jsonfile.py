@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import calendar
 import json
+import math
 import os
 import re
 import time
 from collections.abc import Callable, Iterator
+from fractions import Fraction
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]  # the C encoder, no dict
 
 __all__ = [
@@ -281,13 +283,22 @@ def _decode(line: bytes) -> tuple[str, int, bytes] | None:
         return None  # a torn or foreign line: skipped, as dockerd does with a decode error mid-file
 
 
+def _to_ns(seconds: float | Fraction, rounding: Callable[[float], int]) -> int:
+    """Unix seconds in nanoseconds. A Fraction ("1796392783.161490815" as the docker CLI sends a line's
+    own timestamp) is exact; a float holds microseconds but not nanoseconds, so it is rounded outwards to
+    the microsecond (a `since` of a line's time keeps that line)."""
+    if isinstance(seconds, Fraction):
+        return math.floor(seconds * 1_000_000_000)
+    return rounding(seconds * 1e6) * 1000
+
+
 def read_logs(
     path: str | os.PathLike[str],
     *,
     follow: bool = False,
     tail: int | None = None,
-    since: float | None = None,
-    until: float | None = None,
+    since: float | Fraction | None = None,
+    until: float | Fraction | None = None,
     stdout: bool = True,
     stderr: bool = True,
     stop: Callable[[], bool] | None = None,
@@ -296,13 +307,14 @@ def read_logs(
     """(stream, time in ns, bytes) of each record, oldest first, across the rotated files.
 
     `tail` counts records from the end before the other filters (as dockerd); `since`/`until` are unix
-    seconds (records at or after since, at or before until). With `follow`, waits for new records until
-    `stop()` says the writer is done (e.g. the container exited) and everything was read, or `until` passed.
+    seconds (records at or after since, at or before until; a Fraction is exact to the nanosecond). With
+    `follow`, waits for new records until `stop()` says the writer is done (e.g. the container exited)
+    and everything was read, or `until` passed.
     """
     path = os.fspath(path)
     wanted = {s for s, on in (("stdout", stdout), ("stderr", stderr)) if on}
-    since_ns = None if since is None else int(since * 1e9)
-    until_ns = None if until is None else int(until * 1e9)
+    since_ns = None if since is None else _to_ns(since, math.floor)
+    until_ns = None if until is None else _to_ns(until, math.ceil)
     names = log_files(path)
     fds: list[int] = []
     for name in names:
@@ -387,7 +399,7 @@ def _follow(
     offset: int,
     stop: Callable[[], bool] | None,
     poll: float,
-    until: float | None,
+    until: float | Fraction | None,
 ) -> Iterator[bytes]:
     """Lines of the current file and whatever is appended, across rotations, until stop() or until."""
     fd = fds[-1]

@@ -25,8 +25,18 @@ Synchronisation is one SOCK_SEQPACKET socketpair (close-on-exec on the container
 Every mount is made in the container's own mount namespace, so a failed setup leaves nothing mounted on
 the host: the namespace goes away with init, which the caller kills and reaps before cleaning the cgroups.
 
-Not done (yet): user namespaces, seccomp, AppArmor/SELinux labels, hooks, the create/start split (spawn is
-`runc run`), exec into a running container, pause (freezer), hugetlb/blkio/io limits, and mount options
+`exec_process` (`runc exec`) starts another process in a running container the same way: the intermediate
+joins every namespace of the container's init (/proc/<pid>/ns/*, PID included, hence its fork again) once
+the caller has put it in the container's cgroups; the child sets up stdio or a pty of the container's
+devpts, rlimits, user, capabilities, no_new_privs and the container's seccomp filter, and execs,
+reporting as init does.
+
+The spec's seccomp filter (linux.seccomp, through libseccomp) is loaded at runc's moment: with no_new_privs,
+or when CAP_SYS_ADMIN is kept, last, right before execve, so the runtime's own setup is not filtered; without
+either, before the identity switch drops the CAP_SYS_ADMIN that loading one needs.
+
+Not done (yet): user namespaces, AppArmor/SELinux labels, hooks, the create/start split (spawn is
+`runc run`), pause (freezer), hugetlb/blkio/io limits, and mount options
 that only newer kernels apply recursively (a read-only rbind makes only its top mount read-only, as runc 1.1).
 """
 
@@ -45,7 +55,7 @@ import stat
 import struct
 import termios
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -81,7 +91,7 @@ from ..linux.mount import (
     pivot_root,
     umount,
 )
-from ..linux.namespaces import NAMESPACE_FLAGS, setns, unshare
+from ..linux.namespaces import CLONE_NEWNET, NAMESPACE_FLAGS, loopback_up, setns, unshare
 from ..linux.process import (
     is_child_subreaper,
     set_child_subreaper,
@@ -89,21 +99,28 @@ from ..linux.process import (
     set_no_new_privileges,
     set_parent_death_signal,
 )
+from ..linux.seccomp import Filter as SeccompFilter
+from ..linux.seccomp import SeccompError, compile_filter, ensure_library, load_filter
 
 __all__ = [
     "DEFAULT_DEVICES",
+    "ExecProcess",
     "LaunchPlan",
     "MountOptions",
     "RunningContainer",
     "SpawnError",
+    "apply_seccomp",
     "cgroup_settings",
+    "compile_seccomp",
     "delete",
     "device_rules",
+    "exec_process",
     "exit_code_for",
     "kill",
     "lookup_executable",
     "parse_mount_options",
     "plan_container",
+    "plan_exec",
     "resolve_in_root",
     "spawn",
     "state",
@@ -337,6 +354,7 @@ class LaunchPlan:
     inheritable: frozenset[int] = frozenset()
     ambient: frozenset[int] = frozenset()
     no_new_privileges: bool = False
+    seccomp: SeccompFilter | None = None  # linux.seccomp, checked and compiled before any fork
     oom_score_adj: int | None = None
     rlimits: list[tuple[int, int, int]] = field(default_factory=list)
     cgroups_path: str = ""
@@ -419,6 +437,7 @@ def plan_container(
     )
     if not plan.cwd.startswith("/"):
         raise SpawnError(f"cwd {plan.cwd!r} is not an absolute path")
+    plan.seccomp = compile_seccomp(linux.get("seccomp"))
 
     for ns in linux.get("namespaces") or []:
         kind = ns.get("type", "")
@@ -475,15 +494,21 @@ def plan_container(
     plan.inheritable = _cap_numbers(capabilities.get("inheritable") or [], last_cap)
     plan.ambient = _cap_numbers(capabilities.get("ambient") or [], last_cap)
 
+    plan.rlimits = _rlimits(process)
+    if plan.oom_score_adj is not None:
+        plan.oom_score_adj = int(plan.oom_score_adj)
+    return plan
+
+
+def _rlimits(process: dict[str, Any]) -> list[tuple[int, int, int]]:
+    out = []
     for rl in process.get("rlimits") or []:
         name = str(rl.get("type", "")).upper()
         number = getattr(resource, name, None) if name.startswith("RLIMIT_") else None
         if number is None:
             raise SpawnError(f"unknown rlimit {rl.get('type')!r}")
-        plan.rlimits.append((number, _rlimit_value(rl.get("soft", 0)), _rlimit_value(rl.get("hard", 0))))
-    if plan.oom_score_adj is not None:
-        plan.oom_score_adj = int(plan.oom_score_adj)
-    return plan
+        out.append((number, _rlimit_value(rl.get("soft", 0)), _rlimit_value(rl.get("hard", 0))))
+    return out
 
 
 # --- cgroup settings -------------------------------------------------------------------------------------
@@ -796,10 +821,11 @@ def _launch(
     theirs: socket.socket,
     stdio: tuple[int, int, int] | None,
     timeout: float,
+    child: Callable[[LaunchPlan, socket.socket, tuple[int, int, int] | None], NoReturn] | None = None,
 ) -> RunningContainer:
     intermediate = os.fork()
     if intermediate == 0:
-        _intermediate(plan, theirs, ours, ns_fds, stdio)
+        _intermediate(plan, theirs, ours, ns_fds, stdio, child or _init)
     theirs.close()
     init_pid: int | None = None
     pidfd: int | None = None
@@ -871,6 +897,165 @@ def _describe_status(status: int) -> str:
     return f"exit status {os.waitstatus_to_exitcode(status)}"
 
 
+# --- exec: a new process in a running container ---------------------------------------------------------
+
+# /proc/<pid>/ns names, in the order they are joined: the mount namespace last but one, so that nothing
+# after it is looked up in the host's tree; pid last (it takes effect for the fork that follows)
+_EXEC_NAMESPACES = (
+    ("cgroup", "cgroup"),
+    ("ipc", "ipc"),
+    ("uts", "uts"),
+    ("net", "network"),
+    ("mnt", "mount"),
+    ("pid", "pid"),
+)
+
+
+@dataclass
+class ExecProcess:
+    """A process started in a running container (`runc exec`). Its parent is the caller (a subreaper),
+    which waits for it."""
+
+    pid: int  # in the caller's PID namespace
+    pty_master: int | None = None  # the terminal's master side, owned by the caller from now on
+
+
+def plan_exec(
+    process: dict[str, Any], container: RunningContainer, last_cap: int | None = None
+) -> LaunchPlan:
+    """Read and check an OCI `process` for exec, as plan_container does for the container's own."""
+    args = [str(a) for a in process.get("args") or []]
+    if not args:
+        raise SpawnError("process.args must not be empty")
+    user = process.get("user") or {}
+    last_cap = caps.last_cap() if last_cap is None else last_cap
+    capabilities = process.get("capabilities") or {}
+    plan = LaunchPlan(
+        container_id=container.id,
+        bundle=container.bundle,
+        rootfs="/",
+        readonly=False,
+        args=args,
+        env=[str(e) for e in process.get("env") or []],
+        cwd=process.get("cwd") or "/",
+        uid=int(user.get("uid", 0)),
+        gid=int(user.get("gid", 0)),
+        additional_gids=[int(g) for g in user.get("additionalGids") or []],
+        umask=int(user["umask"]) if user.get("umask") is not None else 0o022,
+        terminal=bool(process.get("terminal")),
+        console_size=_console_size(process.get("consoleSize")),
+        no_new_privileges=bool(process.get("noNewPrivileges")),
+        oom_score_adj=process.get("oomScoreAdj"),
+        rlimits=_rlimits(process),
+        last_cap=last_cap,
+        cgroup=container.cgroup,
+    )
+    if not plan.cwd.startswith("/"):
+        raise SpawnError(f"cwd {plan.cwd!r} is not an absolute path")
+    plan.bounding = _cap_numbers(capabilities.get("bounding") or [], last_cap)
+    plan.effective = _cap_numbers(capabilities.get("effective") or [], last_cap)
+    plan.permitted = _cap_numbers(capabilities.get("permitted") or [], last_cap)
+    plan.inheritable = _cap_numbers(capabilities.get("inheritable") or [], last_cap)
+    plan.ambient = _cap_numbers(capabilities.get("ambient") or [], last_cap)
+    if plan.oom_score_adj is not None:
+        plan.oom_score_adj = int(plan.oom_score_adj)
+    return plan
+
+
+def exec_process(
+    container: RunningContainer,
+    process: dict[str, Any],
+    *,
+    stdio: tuple[int, int, int] | None = None,
+    terminal: bool | None = None,
+    seccomp: dict[str, Any] | None = None,
+    timeout: float = SETUP_TIMEOUT,
+) -> ExecProcess:
+    """Start `process` (an OCI process object) inside the running `container`: in its namespaces (those of
+    its init, /proc/<pid>/ns) and its cgroups, with the process's user, capabilities, rlimits and
+    no_new_privs, and `seccomp` (the container's linux.seccomp: an exec'd process is filtered as its init
+    is, privileged or not, as with runc). Returns once the command has been exec'd; raises SpawnError
+    (exit_code 126/127 when the command cannot be run, as spawn). `stdio` and `terminal` as for spawn. The
+    caller becomes the process's parent (a child subreaper), as for spawn."""
+    plan = plan_exec(process, container)
+    if terminal is not None:
+        plan.terminal = terminal
+    plan.seccomp = compile_seccomp(seccomp)
+    if not is_child_subreaper():
+        set_child_subreaper()
+    ns_fds: list[tuple[int, int]] = []
+    ours: socket.socket | None = None
+    theirs: socket.socket | None = None
+    try:
+        for name, kind in _EXEC_NAMESPACES:
+            path = f"/proc/{container.pid}/ns/{name}"
+            try:
+                if os.stat(path).st_ino == os.stat(f"/proc/self/ns/{name}").st_ino:
+                    continue  # shared with the host (--pid host...): nothing to join
+                ns_fds.append((NAMESPACE_FLAGS[kind], os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
+            except FileNotFoundError:
+                if name in ("cgroup",):  # a kernel without cgroup namespaces
+                    continue
+                raise SpawnError(f"container {container.id} is not running") from None
+            except OSError as e:
+                raise SpawnError(f"open {kind} namespace {path}: {_errstr(e)}") from None
+        # the namespace files just opened must be the container's, not a later process's on a reused pid
+        if state(container) != "running":
+            raise SpawnError(f"container {container.id} is not running")
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        started = _launch(plan, container.cgroup, ns_fds, ours, theirs, stdio, timeout, _exec_child)
+    finally:
+        for _, fd in ns_fds:
+            os.close(fd)
+        for sock in (ours, theirs):
+            if sock is not None:
+                sock.close()
+    if started.pidfd is not None:
+        os.close(started.pidfd)  # the caller waits for the process as its parent; no pidfd needed
+    return ExecProcess(started.pid, started.pty_master)
+
+
+def _exec_child(plan: LaunchPlan, sock: socket.socket, stdio: tuple[int, int, int] | None) -> NoReturn:
+    """The exec'd process, forked in the container's namespaces (after the setns of the PID namespace) and
+    already in its cgroups: stdio, limits, identity, then execve. The rootfs is the container's as set up
+    by its init: joining the mount namespace made its root ours."""
+    try:
+        os.setsid()
+        if stdio is not None and not plan.terminal:
+            copies = [os.dup(fd) for fd in stdio]  # first out of the way: a source may be 0, 1 or 2
+            for target, fd in enumerate(copies):
+                os.dup2(fd, target)
+        keep = sock.fileno()
+        os.closerange(3, keep)
+        os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
+        if plan.oom_score_adj is not None:
+            with _step("setting oom_score_adj"), open("/proc/self/oom_score_adj", "w") as f:
+                f.write(str(plan.oom_score_adj))
+        for number, soft, hard in plan.rlimits:
+            with _step(f"setting rlimit {number}"):
+                resource.setrlimit(number, (soft, hard))
+        if plan.terminal:
+            _setup_terminal(sock, plan.console_size, console=False)
+        os.umask(plan.umask)
+        if plan.no_new_privileges:
+            with _step("prctl(SET_NO_NEW_PRIVS)"):
+                set_no_new_privileges()
+        _load_seccomp(plan, late=False)
+        _switch_identity(plan)
+        env = dict(e.split("=", 1) for e in plan.env if "=" in e)
+        path = lookup_executable(plan.args[0], env.get("PATH"))
+        _load_seccomp(plan, late=True)
+        sock.send(b'{"exec": true}')
+        try:
+            os.execve(path, plan.args, env)
+        except OSError as e:
+            message = f"exec {path}: {_errstr(e)}"
+            raise SpawnError(message, exit_code_for(message)) from None
+    except BaseException as e:
+        _report(sock, e)
+    os._exit(127)
+
+
 # --- in the children ------------------------------------------------------------------------------------
 
 
@@ -901,6 +1086,7 @@ def _intermediate(
     parents: socket.socket,
     ns_fds: list[tuple[int, int]],
     stdio: tuple[int, int, int] | None,
+    child: Callable[[LaunchPlan, socket.socket, tuple[int, int, int] | None], NoReturn],
 ) -> NoReturn:
     code = 1
     try:
@@ -920,7 +1106,7 @@ def _intermediate(
                 unshare(plan.new_namespaces)
         init = os.fork()
         if init == 0:
-            _init(plan, sock, stdio)
+            child(plan, sock, stdio)  # _init, or _exec_child for a process joining a running container
         sock.send(json.dumps({"pid": init}).encode())
         code = 0
     except BaseException as e:
@@ -952,6 +1138,9 @@ def _init(plan: LaunchPlan, sock: socket.socket, stdio: tuple[int, int, int] | N
         if plan.hostname is not None:
             with _step("sethostname"):
                 socket.sethostname(plan.hostname)
+        if plan.new_namespaces & CLONE_NEWNET:
+            with _step("bringing up the loopback interface"):
+                loopback_up()
         for key, value in plan.sysctl.items():
             with _step(f'writing sysctl "{key}"'), open("/proc/sys/" + key.replace(".", "/"), "w") as f:
                 f.write(value)
@@ -964,9 +1153,11 @@ def _init(plan: LaunchPlan, sock: socket.socket, stdio: tuple[int, int, int] | N
         if plan.no_new_privileges:
             with _step("prctl(SET_NO_NEW_PRIVS)"):
                 set_no_new_privileges()
+        _load_seccomp(plan, late=False)
         _switch_identity(plan)
         env = dict(e.split("=", 1) for e in plan.env if "=" in e)
         path = lookup_executable(plan.args[0], env.get("PATH"))
+        _load_seccomp(plan, late=True)
         sock.send(b'{"exec": true}')
         try:
             os.execve(path, plan.args, env)
@@ -976,6 +1167,47 @@ def _init(plan: LaunchPlan, sock: socket.socket, stdio: tuple[int, int, int] | N
     except BaseException as e:
         _report(sock, e)
     os._exit(127)
+
+
+def compile_seccomp(linux_seccomp: dict[str, Any] | SeccompFilter | None) -> SeccompFilter | None:
+    """Check a spec's linux.seccomp and compile it, and map libseccomp: call it before forking (and before
+    any pivot_root), so that a bad profile or a missing library is a clear error and the child has the
+    library at hand."""
+    if linux_seccomp is None:
+        return None
+    try:
+        ensure_library()
+        if isinstance(linux_seccomp, SeccompFilter):
+            return linux_seccomp
+        return compile_filter(linux_seccomp)
+    except SeccompError as e:
+        raise SpawnError(f"error loading seccomp filter: {e}") from None
+
+
+def apply_seccomp(linux_seccomp: dict[str, Any] | SeccompFilter | None) -> None:
+    """Load a spec's linux.seccomp (or one compile_seccomp made) into the calling process, which keeps it
+    across execve; nothing for None. Call it last before execve, once no_new_privs is set or while
+    CAP_SYS_ADMIN is held. Raises SpawnError."""
+    compiled = compile_seccomp(linux_seccomp)
+    if compiled is None:
+        return
+    try:
+        load_filter(compiled)
+    except SeccompError as e:
+        raise SpawnError(f"error loading seccomp filter: {e}") from None
+
+
+_CAP_SYS_ADMIN = caps.ALL_CAPABILITIES.index("CAP_SYS_ADMIN")
+
+
+def _load_seccomp(plan: LaunchPlan, late: bool) -> None:
+    """runc's moment for the filter: as late as possible when loading it then is allowed (no_new_privs
+    set, or CAP_SYS_ADMIN still held after the identity switch); otherwise before that switch drops it."""
+    if plan.seccomp is None:
+        return
+    can_load_late = plan.no_new_privileges or _CAP_SYS_ADMIN in plan.effective
+    if late == can_load_late:
+        apply_seccomp(plan.seccomp)
 
 
 def _create(path: str, directory: bool) -> None:
@@ -1178,14 +1410,15 @@ def _reopen_dev_null() -> None:
         os.close(null)
 
 
-def _setup_terminal(sock: socket.socket, size: tuple[int, int] | None) -> None:
+def _setup_terminal(sock: socket.socket, size: tuple[int, int] | None, console: bool = True) -> None:
     with _step("setting up the terminal"):
         master, slave = os.openpty()  # through /dev/ptmx -> pts/ptmx: a pty of the container's devpts
         try:
             if size:
                 fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
-            _create("/dev/console", False)
-            mount(os.ttyname(slave), "/dev/console", None, MS_BIND)
+            if console:  # the container's init only: an exec'd process leaves /dev/console alone
+                _create("/dev/console", False)
+                mount(os.ttyname(slave), "/dev/console", None, MS_BIND)
             fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
             for fd in (0, 1, 2):
                 os.dup2(slave, fd)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -156,6 +157,10 @@ def _fork_shim(config_path: str, ready_w: int) -> None:
 
 def serve(sock: socket.socket) -> NoReturn:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Shims share this process's memory copy-on-write: a collection here or in a shim would write to the
+    # header of every object and copy every page. Objects made from now on are few (one request each).
+    gc.disable()
+    gc.freeze()
     while True:
         try:
             data, fds = _receive(sock)

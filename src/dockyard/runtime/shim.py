@@ -7,6 +7,9 @@ One small process per container (as containerd-shim-runc-v2 or conmon). It
   - writes stdout/stderr to the json-file log (`dockyard.logs.jsonfile`), with rotation;
   - serves attach and control requests on a unix socket in its state dir (`shim_protocol` has the
     protocol and the files);
+  - starts exec processes (`builtin.exec_process`) as its children, streams their output to the client
+    that asked (never to the log) and keeps their exit codes by exec id; they are killed with the
+    container's init;
   - records state.json once the container runs and exit.json once it has exited, its output is logged
     and its cgroup removed; then exits. The daemon may die and come back meanwhile: nothing here depends
     on it.
@@ -19,8 +22,10 @@ command has been exec'd (or why it could not be).
 One thread, one selector loop: SIGCHLD arrives through the wakeup fd; the loop never blocks on a client,
 so a slow attach client cannot stall the log (it is dropped once far behind).
 
-Not done (yet): external runtimes (`runtime_path`: runc/crun through `run --detach` and their
-`--console-socket`), exec processes, log drivers other than json-file, a fork-server in the daemon.
+The runtime behind `spawn`, `kill` and `delete` is the built-in one, or runc/crun through their command line
+(`external.ExternalRuntime`) when `runtime_path` is set; both fit `_Runtime`, so the rest never asks which.
+
+Not done (yet): log drivers other than json-file.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 from ..linux.cgroups import CGROUP_ROOT
 from ..linux.process import set_child_subreaper
@@ -83,7 +88,10 @@ class ShimConfig:
     # in its pipes (nothing read, nothing logged) until the first attach request or for at most this long
     attach_wait: float = 0.0
     terminal: bool | None = None  # None: the spec's process.terminal
-    runtime_path: str | None = None  # runc/crun: not supported yet
+    runtime_path: str | None = None  # an external OCI runtime (runc, crun); None: the built-in one
+    runtime_name: str = ""
+    runtime_root: str = ""  # its --root
+    runtime_args: list[str] = field(default_factory=list)  # daemon.json runtimeArgs
     cgroup_root: str = CGROUP_ROOT
     extra: dict[str, Any] = field(default_factory=dict)  # the daemon's own notes, kept in config.json
 
@@ -214,6 +222,39 @@ def _set_nonblocking(fd: int) -> None:
     os.set_blocking(fd, False)
 
 
+class _Runtime(Protocol):
+    """What the shim needs of an OCI runtime: the `builtin` module and `external.ExternalRuntime` fit it."""
+
+    def spawn(
+        self,
+        bundle: str,
+        container_id: str,
+        spec: dict[str, Any],
+        *,
+        stdio: tuple[int, int, int],
+        terminal: bool,
+        cgroup_root: str = ...,
+    ) -> builtin.RunningContainer: ...
+
+    def kill(self, container: builtin.RunningContainer, sig: int = ..., *, all: bool = False) -> None: ...
+
+    def delete(self, container: builtin.RunningContainer, *, force: bool = False) -> None: ...
+
+
+def _runtime_of(config: ShimConfig) -> _Runtime:
+    if not config.runtime_path:
+        return builtin
+    from .external import ExternalRuntime  # the built-in path never pays for it
+
+    return ExternalRuntime(
+        name=config.runtime_name or os.path.basename(config.runtime_path),
+        path=config.runtime_path,
+        root=config.runtime_root,
+        workdir=config.state_dir,
+        args=list(config.runtime_args),
+    )
+
+
 class _Client:
     def __init__(self, sock: socket.socket):
         self.sock = sock
@@ -224,6 +265,26 @@ class _Client:
         self.wants_stdin = False
         self.reading = True
         self.closing = False  # answered: closed once its reply is sent
+        self.exec: _Exec | None = None  # the exec whose stream this connection carries
+
+
+class _Exec:
+    """A process exec'd in the container (docker exec): its stdio, its streaming client, its exit. Kept
+    until the shim ends, so that its exit code can be asked for by id after it is gone."""
+
+    def __init__(self, exec_id: str, tty: bool):
+        self.id = exec_id
+        self.tty = tty
+        self.pid = 0
+        self.pty_master: int | None = None
+        self.stdin_fd: int | None = None  # our end of its stdin (a dup of the pty master with a tty)
+        self.stdin_pending = b""
+        self.outputs: dict[int, int] = {}  # fd -> stream id
+        self.client: _Client | None = None  # None: detached, or the client went away (output dropped)
+        self.exit_code: int | None = None
+        self.exited_at: float | None = None
+        self.done = False  # exited and its output drained (or DRAIN_TIMEOUT passed): stream closed
+        self.waiters: list[_Client] = []
 
 
 class _Shim:
@@ -232,6 +293,7 @@ class _Shim:
         self.ready_fd = ready_fd
         self.sel: selectors.BaseSelector = selectors.DefaultSelector()
         self.container: builtin.RunningContainer | None = None
+        self.runtime: _Runtime = _runtime_of(config)
         self.tty = False
         self.pty_master: int | None = None
         self.stdin_fd: int | None = None  # our end of the container's stdin
@@ -246,6 +308,8 @@ class _Shim:
         self.finished_at = 0
         self.listener: socket.socket | None = None
         self.outputs_deferred_until: float | None = None  # see ShimConfig.attach_wait
+        self.execs: dict[str, _Exec] = {}
+        self.exec_pids: dict[int, _Exec] = {}  # the execs still running, by pid
 
     # -- set-up
 
@@ -275,8 +339,8 @@ class _Shim:
         with open("shim.pid.tmp", "w") as f:
             f.write(str(os.getpid()))
         os.rename("shim.pid.tmp", "shim.pid")
-        if cfg.runtime_path:
-            return self._fail("external runtimes are not supported by the shim yet", None)
+        if cfg.runtime_path and not cfg.runtime_root:
+            return self._fail(f"no --root for runtime {cfg.runtime_path}", None)
 
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w)
@@ -335,9 +399,7 @@ class _Shim:
                     self.outputs[r] = stream
                     fds.append(w)
                 stdio = (stdin_r, fds[0], fds[1])
-            self.container = builtin.spawn(
-                cfg.bundle, cfg.id, spec, stdio=stdio, terminal=self.tty, cgroup_root=cfg.cgroup_root
-            )
+            self.container = self._spawn_in_helper(spec, stdio)
         finally:
             for fd in theirs:
                 os.close(fd)  # the container has them now; their last copy closing is our EOF
@@ -355,6 +417,54 @@ class _Shim:
             self._watch_outputs()
         if self.stdin_fd is not None:
             _set_nonblocking(self.stdin_fd)
+
+    def _spawn_in_helper(self, spec: dict[str, Any], stdio: tuple[int, int, int]) -> builtin.RunningContainer:
+        """runtime.spawn in a short-lived child, which hands back the container's state (and its terminal's
+        master, its pidfd) and exits; the container's init, orphaned, comes to us as our subreaper.
+
+        The shim lives as long as its container, sharing the fork-server's memory copy-on-write; running
+        the runtime's set-up code here would touch (and so copy) a few MB of it in every shim. In a
+        child, those copies go away with the child."""
+        cfg = self.config
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                ours.close()
+                try:
+                    c = self.runtime.spawn(
+                        cfg.bundle, cfg.id, spec, stdio=stdio, terminal=self.tty, cgroup_root=cfg.cgroup_root
+                    )
+                    fds = [fd for fd in (c.pty_master, c.pidfd) if fd is not None]
+                    message = {
+                        "state": c.to_state(),
+                        "pty": c.pty_master is not None,
+                        "pidfd": c.pidfd is not None,
+                    }
+                    socket.send_fds(theirs, [json.dumps(message).encode()], fds)
+                except builtin.SpawnError as e:
+                    theirs.send(json.dumps({"error": str(e), "exit_code": e.exit_code}).encode())
+                except BaseException as e:  # noqa: BLE001 (reported to the shim, which reports it on)
+                    theirs.send(json.dumps({"error": f"{type(e).__name__}: {e}", "exit_code": None}).encode())
+            finally:
+                os._exit(0)
+        theirs.close()
+        try:
+            data, fds, _, _ = socket.recv_fds(ours, 1 << 20, 2)
+        finally:
+            ours.close()
+            os.waitpid(pid, 0)
+        if not data:
+            raise builtin.SpawnError("the runtime's helper process died")
+        message = json.loads(data)
+        if "error" in message:
+            raise builtin.SpawnError(message["error"], message.get("exit_code"))
+        container = builtin.RunningContainer.from_state(message["state"])
+        if message["pty"]:
+            container.pty_master = fds.pop(0)
+        if message["pidfd"]:
+            container.pidfd = fds.pop(0)
+        return container
 
     def _watch_outputs(self) -> None:
         self.outputs_deferred_until = None
@@ -401,14 +511,16 @@ class _Shim:
                     continue
             elif self.exit_code is not None:
                 assert self.exited_at is not None
-                if not self.outputs:
+                if not self.outputs and not self._execs_pending():
                     break
                 timeout = self.exited_at + DRAIN_TIMEOUT - time.monotonic()
                 if timeout <= 0:
                     break
+            timeout = self._exec_deadline(timeout)
             for key, mask in self.sel.select(timeout):
                 callback: Callable[[Any, int], None] = key.data
                 callback(key.fileobj, mask)
+            self._expire_execs()
         self._finish()
 
     def _on_sigchld(self, fd: int, mask: int) -> None:
@@ -428,6 +540,9 @@ class _Shim:
                 self.exit_code = 128 - code if code < 0 else code
                 self.exited_at = time.monotonic()
                 self.finished_at = time.time_ns()
+                self._kill_execs()  # the container ends with its init (a shared PID namespace too), as runc
+            elif pid in self.exec_pids:
+                self._exec_exited(self.exec_pids.pop(pid), status)
 
     def _on_output(self, fd: int, mask: int) -> None:
         try:
@@ -478,6 +593,9 @@ class _Shim:
         except OSError:
             self._drop(client)
             return
+        if client.exec is not None:
+            self._exec_input(client.exec, data)
+            return
         if client.attached:
             if not data:
                 self._stdin_eof(client)
@@ -503,7 +621,10 @@ class _Shim:
             reply = {"error": e.strerror or str(e)}
         if reply is not None:
             self._send(client, json.dumps(reply).encode() + b"\n")
-        if client.attached:
+        if client.exec is not None:
+            if rest:
+                self._exec_input(client.exec, rest)
+        elif client.attached:
             if rest and client is self.stdin_owner:
                 self._feed_stdin(rest)
         elif reply is not None:
@@ -520,7 +641,7 @@ class _Shim:
             if self.exit_code is not None:
                 return {"error": f"container {c.id} is not running"}
             try:
-                builtin.kill(c, int(req.get("signal", signal.SIGTERM)), all=bool(req.get("all")))
+                self.runtime.kill(c, int(req.get("signal", signal.SIGTERM)), all=bool(req.get("all")))
             except ProcessLookupError:
                 return {"error": f"container {c.id} is not running"}
             return {"ok": True}
@@ -545,6 +666,8 @@ class _Shim:
             if req.get("stdin") and self.stdin_fd is not None and self.stdin_owner is None:
                 self.stdin_owner = client
             return {"ok": True, "tty": self.tty}
+        if op.startswith("exec"):
+            return self._handle_exec(client, op, req)
         return {"error": f"unknown request {op!r}"}
 
     # -- stdin
@@ -665,6 +788,246 @@ class _Shim:
         client.sock.close()
         if client is self.stdin_owner:
             self._release_stdin()
+        ex = client.exec
+        if ex is not None and ex.client is client:  # the exec runs on, its output now dropped
+            ex.client = None
+            self._exec_close_stdin(ex)
+        for ex in self.execs.values():
+            if client in ex.waiters:
+                ex.waiters.remove(client)
+
+    # -- exec
+
+    def _handle_exec(self, client: _Client, op: str, req: dict[str, Any]) -> dict[str, Any] | None:
+        if op == "exec":
+            return self._exec_start(client, req)
+        ex = self.execs.get(str(req["id"]))
+        if ex is None:
+            return {"error": f"no such exec: {req['id']}"}
+        if op == "exec_state":
+            return {"ok": True, "pid": ex.pid, "running": not ex.done, "ExitCode": ex.exit_code}
+        if op == "exec_wait":
+            if ex.done:
+                return {"ok": True, "ExitCode": ex.exit_code}
+            ex.waiters.append(client)
+            return None
+        if op == "exec_resize":
+            if ex.exit_code is not None or ex.done:
+                return {"error": "cannot resize a stopped container"}
+            if ex.pty_master is None:
+                return {"error": "the exec has no terminal"}
+            size = struct.pack("HHHH", int(req["height"]), int(req["width"]), 0, 0)
+            fcntl.ioctl(ex.pty_master, termios.TIOCSWINSZ, size)
+            return {"ok": True}
+        return {"error": f"unknown request {op!r}"}
+
+    def _exec_start(self, client: _Client, req: dict[str, Any]) -> dict[str, Any]:
+        c = self.container
+        assert c is not None
+        exec_id = str(req["id"])
+        if self.exit_code is not None:
+            return {"error": f"container {c.id} is not running"}
+        if exec_id in self.execs:
+            return {"error": f"exec {exec_id} was already started"}
+        tty, detach = bool(req.get("tty")), bool(req.get("detach"))
+        ex = _Exec(exec_id, tty)
+        theirs: list[int] = []
+        try:
+            null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+            theirs.append(null)
+            stdio = (null, null, null)
+            if not tty:
+                stdin_r = null
+                if req.get("stdin") and not detach:
+                    stdin_r, ex.stdin_fd = os.pipe2(os.O_CLOEXEC)
+                    theirs.append(stdin_r)
+                fds = []
+                for stream in (STDOUT, STDERR):
+                    wanted = req.get("stdout" if stream == STDOUT else "stderr", True)
+                    if not wanted or detach:  # detached: its output goes nowhere, as Docker's
+                        fds.append(null)
+                        continue
+                    r, w = os.pipe2(os.O_CLOEXEC)
+                    theirs.append(w)
+                    ex.outputs[r] = stream
+                    fds.append(w)
+                stdio = (stdin_r, fds[0], fds[1])
+            start = getattr(self.runtime, "exec_process", None)
+            if start is None:
+                raise builtin.SpawnError(f"exec is not supported with runtime {self.config.runtime_path}")
+            # an external runtime applies the container's filter itself (it has the bundle's config)
+            wants_filter = self.runtime is builtin and req.get("seccomp")
+            extra = {"seccomp": req["seccomp"]} if wants_filter else {}
+            proc = start(c, req["process"], stdio=stdio, terminal=tty, **extra)
+        except builtin.SpawnError as e:
+            for fd in [*ex.outputs, ex.stdin_fd]:
+                if fd is not None:
+                    os.close(fd)
+            return {"error": str(e), "exit_code": e.exit_code}
+        finally:
+            for fd in theirs:
+                os.close(fd)
+        ex.pid = proc.pid
+        if tty:
+            assert proc.pty_master is not None
+            ex.pty_master = proc.pty_master
+            ex.outputs[proc.pty_master] = STDOUT  # read even when detached: a full pty would block it
+            if req.get("stdin") and not detach:
+                ex.stdin_fd = os.dup(proc.pty_master)
+        for fd in ex.outputs:
+            _set_nonblocking(fd)
+            self.sel.register(fd, selectors.EVENT_READ, lambda f, m, ex=ex: self._on_exec_output(ex, f))
+        if ex.stdin_fd is not None:
+            _set_nonblocking(ex.stdin_fd)
+        self.execs[exec_id] = ex
+        self.exec_pids[proc.pid] = ex
+        if not detach:
+            client.exec = ex
+            ex.client = client
+        return {"ok": True, "pid": proc.pid, "tty": tty}
+
+    def _on_exec_output(self, ex: _Exec, fd: int) -> None:
+        try:
+            data = os.read(fd, READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError as e:
+            if e.errno != errno.EIO:  # EIO: a pty whose slave side is all closed
+                raise
+            data = b""
+        if not data:
+            self._exec_close_output(ex, fd)
+            self._exec_maybe_done(ex)
+            return
+        client = ex.client
+        if client is not None:  # exec output goes to its client only, never to the container's log
+            stream = ex.outputs[fd]
+            self._send(client, data if ex.tty else struct.pack(">BxxxI", stream, len(data)) + data)
+
+    def _exec_close_output(self, ex: _Exec, fd: int) -> None:
+        self.sel.unregister(fd)
+        del ex.outputs[fd]
+        if fd == ex.pty_master:
+            ex.pty_master = None
+        os.close(fd)
+
+    def _exec_input(self, ex: _Exec, data: bytes) -> None:
+        client = ex.client
+        if not data:  # the client half-closed: the exec's stdin ends (dockerd closes it), output flows on
+            if client is not None:
+                self._set_reading(client, False)
+            self._exec_close_stdin(ex)
+            return
+        if ex.stdin_fd is None:
+            return
+        ex.stdin_pending += data
+        self._exec_write_stdin(ex)
+
+    def _exec_write_stdin(self, ex: _Exec) -> None:
+        fd = ex.stdin_fd
+        if fd is None:
+            return
+        try:
+            while ex.stdin_pending:
+                n = os.write(fd, ex.stdin_pending)
+                ex.stdin_pending = ex.stdin_pending[n:]
+        except BlockingIOError:
+            pass
+        except OSError:  # EPIPE: the process closed its stdin
+            ex.stdin_pending = b""
+        waiting = fd in self.sel.get_map()
+        if ex.stdin_pending and not waiting:
+            self.sel.register(fd, selectors.EVENT_WRITE, lambda f, m: self._exec_write_stdin(ex))
+        elif not ex.stdin_pending and waiting:
+            self.sel.unregister(fd)
+        if ex.client is not None and ex.client.sock.fileno() >= 0:  # back-pressure, as for the container
+            self._set_reading(ex.client, not ex.stdin_pending)
+
+    def _exec_close_stdin(self, ex: _Exec) -> None:
+        fd = ex.stdin_fd
+        if fd is None:
+            return
+        if ex.stdin_pending:  # what fits now; never block on a process that stopped reading
+            with contextlib.suppress(OSError):
+                os.write(fd, ex.stdin_pending)
+            ex.stdin_pending = b""
+        if fd in self.sel.get_map():
+            self.sel.unregister(fd)
+        if ex.tty:
+            with contextlib.suppress(OSError):
+                os.write(fd, b"\x04")  # a terminal has no end of file to give: send it EOF (VEOF)
+        os.close(fd)
+        ex.stdin_fd = None
+
+    def _exec_exited(self, ex: _Exec, status: int) -> None:
+        code = os.waitstatus_to_exitcode(status)
+        ex.exit_code = 128 - code if code < 0 else code
+        ex.exited_at = time.monotonic()
+        self._exec_maybe_done(ex)
+
+    def _exec_maybe_done(self, ex: _Exec) -> None:
+        if ex.exit_code is not None and not ex.outputs and not ex.done:
+            self._exec_done(ex)
+
+    def _exec_done(self, ex: _Exec) -> None:
+        """Exited, and its output sent (or given up on): waiters answered, then the stream closed."""
+        ex.done = True
+        for fd in list(ex.outputs):
+            self._exec_close_output(ex, fd)
+        self._exec_close_stdin(ex)
+        reply = json.dumps({"ok": True, "ExitCode": ex.exit_code}).encode() + b"\n"
+        for waiter in ex.waiters:
+            self._send(waiter, reply)
+            self._close_after_flush(waiter)
+        ex.waiters.clear()
+        if ex.client is not None:
+            client, ex.client = ex.client, None
+            self._close_after_flush(client)
+
+    def _execs_pending(self) -> bool:
+        return any(not ex.done for ex in self.execs.values())
+
+    def _exec_deadline(self, timeout: float | None) -> float | None:
+        # an exited exec whose output is still held open (by a process it left behind) ends after a drain
+        for ex in self.execs.values():
+            if not ex.done and ex.exited_at is not None:
+                left = max(0.0, ex.exited_at + DRAIN_TIMEOUT - time.monotonic())
+                timeout = left if timeout is None else min(timeout, left)
+        return timeout
+
+    def _expire_execs(self) -> None:
+        now = time.monotonic()
+        for ex in list(self.execs.values()):
+            if not ex.done and ex.exited_at is not None and now >= ex.exited_at + DRAIN_TIMEOUT:
+                self._exec_done(ex)
+
+    def _kill_execs(self) -> None:
+        for pid in self.exec_pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def _end_execs(self) -> None:
+        """At the end (the container's cgroup emptied): every exec reaped and answered for."""
+        deadline = time.monotonic() + 1.0
+        for pid, ex in list(self.exec_pids.items()):
+            status = None
+            while status is None and time.monotonic() < deadline:
+                try:
+                    reaped, st = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if reaped:
+                    status = st
+                else:
+                    time.sleep(0.005)
+            if status is not None:
+                self._exec_exited(ex, status)
+            elif ex.exit_code is None:
+                ex.exit_code = 137  # killed with the container, and not seen to go
+            del self.exec_pids[pid]
+        for ex in self.execs.values():
+            if not ex.done:
+                self._exec_done(ex)
 
     # -- the end
 
@@ -687,7 +1050,7 @@ class _Shim:
         oom = self._oom_killed()
         error = ""
         try:
-            builtin.delete(self.container, force=True)
+            self.runtime.delete(self.container, force=True)
         except builtin.SpawnError as e:
             error = str(e)
             print(f"shim: {e}", file=sys.stderr)
@@ -697,6 +1060,7 @@ class _Shim:
             "OOMKilled": oom,
             "Error": error,
         }
+        self._end_execs()
         write_json_atomic("exit.json", record)
         self._on_sigchld_reap_rest()
         if self.listener is not None:

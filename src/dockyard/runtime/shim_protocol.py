@@ -28,6 +28,18 @@ answers one JSON line, `{"ok": true, ...}` or `{"error": "..."}`:
                                                 client sends goes to the container's stdin if it asked for
                                                 stdin and is the first to do so. The shim closes the
                                                 connection after the container's last output.
+    {"op": "exec", "id": "<exec id>", "process": {OCI process}, "seccomp": {linux.seccomp} | null,
+     "tty": b, "stdin": b, "stdout": b, "stderr": b, "detach": b}
+                                             -> {"ok", "pid", "tty"} or {"error", "exit_code"} (it could not
+                                                be started: 126/127 as for a container, else null). Unless
+                                                detached, the connection then carries the exec's stream as
+                                                attach does (its stdin ends with the client's half-close) and
+                                                is closed once the exec has exited and its output is sent;
+                                                detached, it is closed at once and the output discarded.
+    {"op": "exec_state", "id": "<exec id>"}  -> {"ok", "pid", "running", "ExitCode"}
+    {"op": "exec_wait", "id": "<exec id>"}   -> answered when the exec has exited and its stream ended:
+                                                {"ok", "ExitCode"}
+    {"op": "exec_resize", "id": "<exec id>", "height": 24, "width": 80}
 """
 
 from __future__ import annotations
@@ -125,6 +137,12 @@ class ShimClient:
 
     def close_stdin(self) -> None:
         self.request("close_stdin")
+
+    def exec_state(self, exec_id: str) -> dict[str, Any]:
+        return self.request("exec_state", id=exec_id)
+
+    def exec_resize(self, exec_id: str, height: int, width: int) -> None:
+        self.request("exec_resize", id=exec_id, height=height, width=width)
 
     def wait(self, timeout: float | None = None) -> dict[str, Any]:
         """The exit record, once the container exited (from exit.json when the shim is already gone)."""

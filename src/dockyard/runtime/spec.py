@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..linux.capabilities import ALL_CAPABILITIES  # the kernel's numbering, re-exported here
+from .seccomp_profile import ProfileError, default_profile, load_profile, setup_seccomp
 
 __all__ = [
     "ALL_CAPABILITIES",
@@ -240,7 +241,7 @@ class ContainerOptions:
     shm_size: int = 0  # 0 = Docker's default, 64 MB
     sysctls: dict[str, str] = field(default_factory=dict)
     group_add: list[str] = field(default_factory=list)
-    init: bool | None = None  # accepted and ignored: there is no docker-init to inject
+    init: bool | None = None  # --init: docker-init (tini) as PID 1, bound in at INIT_PATH
     network_mode: str = ""  # "", default, bridge, a network name, none, host, container:<id>
     ipc_mode: str = ""
     pid_mode: str = ""
@@ -253,6 +254,7 @@ class ContainerOptions:
     hosts_path: str = ""
     resolv_conf_path: str = ""
     netns_path: str = ""  # the network namespace to join for bridge/none/user networks
+    init_binary: str = ""  # the host's docker-init (or tini) for --init; "" = none found
     cgroup_path: str = ""  # "" = /dockyard/<id> (cgroupfs driver)
     shm_path: str = ""  # /dev/shm to bind for IPC modes shareable, host and container:<id>
     namespace_paths: dict[str, str] = field(default_factory=dict)  # "network"/"ipc"/"pid" for container:<id>
@@ -260,6 +262,9 @@ class ContainerOptions:
     # the name a shared network dictates: the host's for `host` ("" = this machine's), the donor's for
     # container:<id> (where a Hostname of its own is refused, as Docker does)
     network_hostname: str = ""
+    # the daemon's seccomp default (daemon.json seccomp-profile): "" = the built-in profile, "unconfined",
+    # or a profile's JSON text
+    seccomp_profile: str = ""
 
     @classmethod
     def from_api(
@@ -703,17 +708,24 @@ def _normalize_capabilities(caps: list[str], known: tuple[str, ...]) -> list[str
 
 
 def tweak_capabilities(
-    cap_add: list[str], cap_drop: list[str], privileged: bool = False, *, last_cap: int | None = None
+    cap_add: list[str],
+    cap_drop: list[str],
+    privileged: bool = False,
+    *,
+    last_cap: int | None = None,
+    available: frozenset[str] | None = None,
 ) -> list[str]:
     """Docker's capability set: its defaults, minus CapDrop, plus CapAdd; `ALL` on either side; privileged
-    gets every capability the kernel has (`last_cap` from /proc/sys/kernel/cap_last_cap)."""
+    gets every capability the kernel has (`last_cap` from /proc/sys/kernel/cap_last_cap) that the daemon
+    can grant (`available`: its bounding set; a host may have dropped some, as podman also allows for)."""
     known = ALL_CAPABILITIES if last_cap is None else ALL_CAPABILITIES[: last_cap + 1]
+    every = known if available is None else tuple(c for c in known if c in available)
     drops = _normalize_capabilities(cap_drop, known)
     adds = _normalize_capabilities(cap_add, known)
     if privileged:
-        return list(known)
+        return list(every)
     if "ALL" in adds:
-        caps = [c for c in known if c not in drops]
+        caps = [c for c in every if c not in drops]
     elif "ALL" in drops:
         caps = [c for c in adds if c != "ALL"]
     else:
@@ -824,8 +836,8 @@ _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 
 
 def _no_new_privileges(security_opt: list[str]) -> bool:
-    """Docker's --security-opt parsing; labels and AppArmor are accepted and have no effect here (no LSM),
-    seccomp only as `unconfined` (no profile is applied)."""
+    """Docker's --security-opt parsing; labels and AppArmor are accepted and have no effect here (no LSM);
+    seccomp's value (a profile's JSON, `unconfined`, `builtin`) is read at start, as dockerd does."""
     nnp = False
     for opt in security_opt:
         if opt == "no-new-privileges":
@@ -842,14 +854,45 @@ def _no_new_privileges(security_opt: list[str]) -> bool:
         if key in ("label", "apparmor"):
             continue
         if key == "seccomp":
-            if value != "unconfined":
-                raise SpecError("seccomp profiles are not supported: only seccomp=unconfined is accepted")
             continue
         if key == "no-new-privileges" and value in _TRUE | _FALSE:
             nnp = value in _TRUE
             continue
         raise SpecError(f"invalid --security-opt 2: {json.dumps(opt)}")
     return nnp
+
+
+def _seccomp_option(security_opt: list[str]) -> str:
+    """The container's own seccomp choice from --security-opt (the last one given), "" when none."""
+    chosen = ""
+    for opt in security_opt:
+        sep = "=" if "=" in opt else ":"
+        key, found, value = opt.partition(sep)
+        if found and key == "seccomp":
+            chosen = value
+    return chosen
+
+
+def _seccomp(options: ContainerOptions, bounding: list[str]) -> dict[str, Any] | None:
+    """dockerd's choice of profile: the container's `seccomp=` first (`unconfined`, `builtin` or a profile's
+    JSON), then the daemon's default; none for --privileged."""
+    chosen = _seccomp_option(options.security_opt)
+    if chosen == "unconfined" or options.privileged:
+        return None
+    try:
+        if chosen == "builtin":
+            profile = default_profile()
+        elif chosen:
+            profile = load_profile(chosen)
+        elif options.seccomp_profile == "unconfined":
+            return None
+        elif options.seccomp_profile:
+            profile = load_profile(options.seccomp_profile)
+        else:
+            profile = default_profile()
+        return setup_seccomp(profile, bounding)
+    except ProfileError as e:
+        raise SpecError(str(e)) from None
 
 
 def _check_modes(options: ContainerOptions) -> None:
@@ -1271,10 +1314,12 @@ def build_spec(
     user_lookup: Callable[[str], str | None],
     device_lookup: Callable[[str], list[DeviceNode]] = host_devices,
     last_cap: int | None = None,
+    capabilities_available: frozenset[str] | None = None,
 ) -> dict[str, Any]:
     """The config.json for a container. `user_lookup(path)` gives the text of a file in the container's root
     (`/etc/passwd`, `/etc/group`), or None when it is missing; `device_lookup` is asked only for `--device`
-    paths and, when privileged, for `/dev`. `cgroup_version` is "1" or "2"."""
+    paths and, when privileged, for `/dev`. `cgroup_version` is "1" or "2". `capabilities_available`
+    (the daemon's bounding set) limits what privileged and `--cap-add ALL` get."""
     if cgroup_version not in ("1", "2"):
         raise ValueError(f"cgroup_version must be '1' or '2', not {cgroup_version!r}")
     validate_options(options, cgroup_version=cgroup_version)
@@ -1297,12 +1342,18 @@ def build_spec(
     console: dict[str, Any] = {}
     if options.tty and options.console_size:
         console["consoleSize"] = {"height": options.console_size[0], "width": options.console_size[1]}
-    caps = tweak_capabilities(options.cap_add, options.cap_drop, options.privileged, last_cap=last_cap)
+    caps = tweak_capabilities(
+        options.cap_add,
+        options.cap_drop,
+        options.privileged,
+        last_cap=last_cap,
+        available=capabilities_available,
+    )
     process: dict[str, Any] = {
         **console,
         "terminal": options.tty,
         "user": {"uid": uid, "gid": gid, "additionalGids": additional_gids},
-        "args": [merged.path, *merged.args],
+        "args": _init_args(options, [merged.path, *merged.args]),
         "env": env,
         "cwd": merged.working_dir or "/",
         "capabilities": {
@@ -1333,6 +1384,8 @@ def build_spec(
     devices, device_rules = _devices(options, device_lookup)
     linux: dict[str, Any] = {"namespaces": namespaces}
     mounts = _mounts(options, linux)
+    if options.init:
+        mounts.append(_bind(INIT_PATH, options.init_binary, False, "rprivate"))
     linux.update(
         {
             "maskedPaths": [] if options.privileged else list(MASKED_PATHS),
@@ -1343,6 +1396,9 @@ def build_spec(
             "sysctl": sysctl,
         }
     )
+    seccomp = _seccomp(options, caps)
+    if seccomp is not None:
+        linux["seccomp"] = seccomp
     spec: dict[str, Any] = {
         "ociVersion": OCI_VERSION,
         "process": process,
@@ -1353,6 +1409,18 @@ def build_spec(
     spec["mounts"] = mounts
     spec["linux"] = linux
     return spec
+
+
+INIT_PATH = "/sbin/docker-init"  # where dockerd puts its init in the container
+
+
+def _init_args(options: ContainerOptions, args: list[str]) -> list[str]:
+    """dockerd's --init: its init binary runs first and execs the command after `--`."""
+    if not options.init:
+        return args
+    if not options.init_binary:
+        raise SpecError("--init was requested but the daemon has no init binary (docker-init or tini)")
+    return [INIT_PATH, "--", *args]
 
 
 def _replace_or_append_env(defaults: list[str], overrides: list[str]) -> list[str]:

@@ -34,9 +34,10 @@ COMMANDS: list[CommandSpec] = [
     CommandSpec("rm", "containers", "Remove one or more containers"),
     CommandSpec("logs", "containers", "Fetch the logs of a container"),
     CommandSpec("wait", "containers", "Block until one or more containers stop, then print their exit codes"),
+    CommandSpec("exec", "exec", "Execute a command in a running container", "Common Commands"),
     CommandSpec("events", "system", "Get real time events from the server"),
     CommandSpec("history", "images", "Show the history of an image"),
-    CommandSpec("inspect", "images", "Return low-level information on Dockyard objects"),
+    CommandSpec("inspect", "manage", "Return low-level information on Dockyard objects"),
     CommandSpec("rmi", "images", "Remove one or more images"),
     CommandSpec("tag", "images", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
     CommandSpec("import", "archive", "Import the contents from a tarball to create a filesystem image"),
@@ -44,6 +45,17 @@ COMMANDS: list[CommandSpec] = [
     CommandSpec(
         "save", "archive", "Save one or more images to a tar archive (streamed to STDOUT by default)"
     ),
+    CommandSpec("container", "", "Manage containers", "Management Commands"),
+    CommandSpec(
+        "attach", "manage", "Attach local standard input, output, and error streams to a running container"
+    ),
+    CommandSpec("kill", "manage", "Kill one or more running containers"),
+    CommandSpec("pause", "manage", "Pause all processes within one or more containers"),
+    CommandSpec("rename", "manage", "Rename a container"),
+    CommandSpec("restart", "manage", "Restart one or more containers"),
+    CommandSpec("stats", "manage", "Display a live stream of container(s) resource usage statistics"),
+    CommandSpec("top", "manage", "Display the running processes of a container"),
+    CommandSpec("unpause", "manage", "Unpause all processes within one or more containers"),
 ]
 
 # Subcommands of the management commands: `dockyard image ls` and so on.
@@ -65,6 +77,38 @@ SUBCOMMANDS: dict[str, list[CommandSpec]] = {
             "image save",
             "archive",
             "Save one or more images to a tar archive (streamed to STDOUT by default)",
+        ),
+    ],
+    # `container X` for a command another module holds is run by that module, through `manage`
+    "container": [
+        CommandSpec(
+            "container attach",
+            "manage",
+            "Attach local standard input, output, and error streams to a running container",
+        ),
+        CommandSpec("container create", "manage", "Create a new container"),
+        CommandSpec("container exec", "exec", "Execute a command in a running container"),
+        CommandSpec("container inspect", "manage", "Display detailed information on one or more containers"),
+        CommandSpec("container kill", "manage", "Kill one or more running containers"),
+        CommandSpec("container logs", "manage", "Fetch the logs of a container"),
+        CommandSpec("container ls", "manage", "List containers", aliases=("container list", "container ps")),
+        CommandSpec("container pause", "manage", "Pause all processes within one or more containers"),
+        CommandSpec("container prune", "manage", "Remove all stopped containers"),
+        CommandSpec("container rename", "manage", "Rename a container"),
+        CommandSpec("container restart", "manage", "Restart one or more containers"),
+        CommandSpec("container rm", "manage", "Remove one or more containers", aliases=("container remove",)),
+        CommandSpec("container run", "manage", "Create and run a new container from an image"),
+        CommandSpec("container start", "manage", "Start one or more stopped containers"),
+        CommandSpec(
+            "container stats", "manage", "Display a live stream of container(s) resource usage statistics"
+        ),
+        CommandSpec("container stop", "manage", "Stop one or more running containers"),
+        CommandSpec("container top", "manage", "Display the running processes of a container"),
+        CommandSpec("container unpause", "manage", "Unpause all processes within one or more containers"),
+        CommandSpec(
+            "container wait",
+            "manage",
+            "Block until one or more containers stop, then print their exit codes",
         ),
     ],
 }

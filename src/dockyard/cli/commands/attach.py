@@ -113,11 +113,18 @@ class StreamDemux:
     def feed(self, data: bytes) -> None:
         pending = self._pending
         pending += data
-        while len(pending) >= 8:
-            size = int.from_bytes(pending[4:8], "big")
-            if len(pending) < 8 + size:
+        # every whole frame of what has arrived, then one cut of the buffer's front and one flush per
+        # stream: a log of two million lines arrives as two million frames
+        pos, end = 0, len(pending)
+        written: set[io.BufferedWriter] = set()
+        while end - pos >= 8:
+            size = int.from_bytes(pending[pos + 4 : pos + 8], "big")
+            if end - pos < 8 + size:
                 break
-            target = self._err if pending[0] == 2 else self._out
-            target.write(pending[8 : 8 + size])
+            target = self._err if pending[pos] == 2 else self._out
+            target.write(pending[pos + 8 : pos + 8 + size])
+            written.add(target)
+            pos += 8 + size
+        del pending[:pos]
+        for target in written:
             target.flush()
-            del pending[: 8 + size]

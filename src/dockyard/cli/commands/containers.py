@@ -10,8 +10,8 @@ import sys
 
 from ..client import ApiClient, ApiError
 from ..parser import CommandParser, parse_filters
-from ..tables import ago, table
-from . import CommandSpec
+from ..tables import ago
+from . import CommandSpec, run_options
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ def _create_options(p: CommandParser) -> None:
     )
     p.add_argument("-w", "--workdir", metavar="string", help="Working directory inside the container")
     p.add_argument("--rm", action="store_true", help="Automatically remove the container when it exits")
+    run_options.add_options(p)
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND")
 
@@ -40,7 +41,7 @@ def _create_options(p: CommandParser) -> None:
 def configure(spec: CommandSpec) -> CommandParser:
     name = spec.name
     if name == "run":
-        p = CommandParser(
+        p = run_options.RunParser(
             name, "dockyard run [OPTIONS] IMAGE [COMMAND] [ARG...]", "Run a command in a new container"
         )
         p.add_argument(
@@ -48,7 +49,7 @@ def configure(spec: CommandSpec) -> CommandParser:
         )
         _create_options(p)
     elif name == "create":
-        p = CommandParser(
+        p = run_options.RunParser(
             name, "dockyard create [OPTIONS] IMAGE [COMMAND] [ARG...]", "Create a new container"
         )
         _create_options(p)
@@ -79,8 +80,24 @@ def configure(spec: CommandSpec) -> CommandParser:
             "-a", "--all", action="store_true", help="Show all containers (default shows just running)"
         )
         p.add_filter()
+        p.add_format()
+        p.add_argument(
+            "-n",
+            "--last",
+            type=int,
+            default=-1,
+            metavar="int",
+            help="Show n last created containers (includes all states)",
+        )
+        p.add_argument(
+            "-l",
+            "--latest",
+            action="store_true",
+            help="Show the latest created container (includes all states)",
+        )
         p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
         p.add_argument("-q", "--quiet", action="store_true", help="Only display container IDs")
+        p.add_argument("-s", "--size", action="store_true", help="Display total file sizes")
     elif name == "logs":
         p = CommandParser(name, "dockyard logs [OPTIONS] CONTAINER", "Fetch the logs of a container")
         p.add_argument("-f", "--follow", action="store_true", help="Follow log output")
@@ -144,6 +161,7 @@ def _body(args: Any) -> dict[str, Any]:
         body["User"] = args.user
     if args.workdir:
         body["WorkingDir"] = args.workdir
+    run_options.apply(args._parser, args, body)
     return body
 
 
@@ -161,18 +179,25 @@ def _pull(image: str, client: ApiClient) -> int:
 
 def _create(args: Any, client: ApiClient) -> str | None:
     body = _body(args)
-    query = {"name": args.name}
+    run_options.check_cidfile(args.cidfile)
+    query = {"name": args.name, "platform": args.platform}
+    if args.pull == "always" and _pull(args.image, client) != 0:
+        return None
     try:
         created = client.post_json("/containers/create", body, query)
     except ApiError as e:
-        if e.status != 404 or not e.message.startswith("No such image"):
+        if e.status != 404 or not e.message.startswith("No such image") or args.pull == "never":
             raise
-        print(f"Unable to find image '{args.image}' locally", file=sys.stderr)
+        shown = args.image
+        if "@" not in shown and ":" not in shown.rsplit("/", 1)[-1]:
+            shown += ":latest"  # as the docker CLI names it: the tag it will pull
+        print(f"Unable to find image '{shown}' locally", file=sys.stderr)
         if _pull(args.image, client) != 0:
             return None
         created = client.post_json("/containers/create", body, query)
     for warning in created.get("Warnings") or []:
         print(f"WARNING: {warning}", file=sys.stderr)
+    run_options.write_cidfile(args.cidfile, created["Id"])
     return created["Id"]
 
 
@@ -295,30 +320,123 @@ def wait(args: Any, client: ApiClient) -> int:
     return 1 if failed else 0
 
 
+PS_FORMAT = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+PS_HEADERS = {
+    "ID": "CONTAINER ID",
+    "Image": "IMAGE",
+    "Command": "COMMAND",
+    "CreatedAt": "CREATED AT",
+    "RunningFor": "CREATED",
+    "Ports": "PORTS",
+    "State": "STATE",
+    "Status": "STATUS",
+    "Size": "SIZE",
+    "Names": "NAMES",
+    "Labels": "LABELS",
+    "Label": "LABEL",
+    "Mounts": "MOUNTS",
+    "Networks": "NETWORKS",
+    "LocalVolumes": "LOCAL VOLUMES",
+}
+
+
+def _ps_image(c: dict[str, Any], trunc: bool) -> str:
+    image = c.get("Image") or ""
+    if not image:
+        return "<no image>"
+    if trunc:
+        if image.startswith("sha256:") or image == (c.get("ImageID") or "").split(":", 1)[-1]:
+            return image.split(":", 1)[-1][:12]
+        if "@" in image:  # the digest is dropped, a tag kept
+            return image.split("@", 1)[0]
+    return image
+
+
+def ps_row(c: dict[str, Any], trunc: bool) -> dict[str, Any]:
+    """One container as the docker CLI's container formatter shows it (the --format placeholders)."""
+    import time
+
+    from ...units import human_size
+
+    command = c.get("Command") or ""
+    if trunc and len(command) > 20:
+        command = command[:19] + "…"
+    names = [n[1:] if n.startswith("/") else n for n in c.get("Names") or []]
+    if trunc:  # a link's name (other/alias) is left out
+        names = next(([n] for n in names if "/" not in n), names)
+    labels = c.get("Labels") or {}
+    size = human_size(c.get("SizeRw") or 0, 3)
+    if (c.get("SizeRootFs") or 0) > 0:
+        size = f"{size} (virtual {human_size(c['SizeRootFs'], 3)})"
+    created = int(c.get("Created") or 0)
+    return {
+        "ID": c["Id"][:12] if trunc else c["Id"],
+        "Image": _ps_image(c, trunc),
+        "Command": json.dumps(command, ensure_ascii=False),
+        "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S %z %Z", time.localtime(created)),
+        "RunningFor": ago(created),
+        "Ports": "",
+        "State": c.get("State", ""),
+        "Status": c.get("Status", ""),
+        "Size": size,
+        "Names": ",".join(names),
+        "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+        "Mounts": ",".join(m.get("Name") or m.get("Source", "") for m in c.get("Mounts") or []),
+        "Networks": ",".join(sorted((c.get("NetworkSettings") or {}).get("Networks") or {})),
+        "LocalVolumes": str(sum(1 for m in c.get("Mounts") or [] if m.get("Driver") == "local")),
+        "_labels": labels,
+    }
+
+
 def ps(args: Any, client: ApiClient) -> int:
+    import re
+
+    from .manage import format_rows
+
     filters = parse_filters(args.filter)
-    containers = client.get_json("/containers/json", {"all": args.all, "filters": filters or None})
+    fmt = args.format or PS_FORMAT
+    if args.size and not args.format:
+        fmt += "\t{{.Size}}"
+    if fmt == "json":
+        fmt = "{{json .}}"
+    # `{{.Label "key"}}` is a method call in Go's templates: given a field of its own here
+    label_keys: list[str] = []
+
+    def label_field(m: re.Match[str]) -> str:
+        label_keys.append(m.group(1))
+        return f".Label_{len(label_keys) - 1}"
+
+    fmt = re.sub(r'\.Label\s+"([^"]*)"', label_field, fmt)
+    last = 1 if args.latest else args.last
+    query = {
+        "all": args.all,
+        "filters": filters or None,
+        "limit": last if last > 0 else None,
+        "size": args.size or ".Size" in fmt,
+    }
+    containers = client.get_json("/containers/json", query)
     if args.quiet:
         for c in containers:
             print(c["Id"] if args.no_trunc else c["Id"][:12])
         return 0
-    rows = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]]
+    rows = []
+    headers = dict(PS_HEADERS)
     for c in containers:
-        command = c.get("Command") or ""
-        if not args.no_trunc and len(command) > 20:
-            command = command[:19] + "…"
-        rows.append(
-            [
-                c["Id"] if args.no_trunc else c["Id"][:12],
-                c.get("Image", ""),
-                json.dumps(command, ensure_ascii=False),
-                ago(int(c.get("Created") or 0)),
-                c.get("Status", ""),
-                "",
-                ",".join(n.lstrip("/") for n in c.get("Names") or []),
-            ]
-        )
-    print(table(rows))
+        row = ps_row(c, not args.no_trunc)
+        labels = row.pop("_labels")
+        for i, key in enumerate(label_keys):
+            row[f"Label_{i}"] = labels.get(key, "")
+            # as the docker CLI: the key's last dotted part, its - and _ as spaces
+            headers[f"Label_{i}"] = key.split(".")[-1].replace("-", " ").replace("_", " ")
+        rows.append(row)
+    if fmt == "{{json .}}":
+        for row in rows:
+            shown = {k: row[k] for k in sorted(row) if not k.startswith("Label_")}
+            print(json.dumps(shown, ensure_ascii=False))
+        return 0
+    text = format_rows(fmt, rows, headers)
+    if text or fmt.startswith("table"):
+        print(text)
     return 0
 
 

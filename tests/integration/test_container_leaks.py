@@ -17,10 +17,6 @@ CYCLES = 200
 TIMEOUT = 30.0
 
 
-def _fd_count(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
 def _children(pid: int) -> list[int]:
     out: list[int] = []
     for task in os.listdir(f"/proc/{pid}/task"):
@@ -32,11 +28,35 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def _daemon_fds(daemon: DaemonProcess) -> dict[int, int]:
-    """Open files of the daemon and of its children (the shim fork-server)."""
+def _daemon_fds(daemon: DaemonProcess) -> dict[int, list[str]]:
+    """Open files of the daemon and of its children (the shim fork-server), by what they are; not the
+    API's own connections (clients' keep-alive connections come and go with the clients)."""
     assert daemon.proc is not None
+    api_sockets = _unix_sockets_at(daemon.socket_path)
     pids = [daemon.proc.pid, *_children(daemon.proc.pid)]
-    return {pid: _fd_count(pid) for pid in pids}
+    return {pid: [f for f in _fds(pid) if f.split(":", 1)[1] not in api_sockets] for pid in pids}
+
+
+def _unix_sockets_at(path: str) -> set[str]:
+    """`socket:[inode]` of every unix socket bound to or accepted on `path`."""
+    found = set()
+    with open("/proc/net/unix") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if len(fields) >= 8 and fields[7] == path:
+                found.add(f"socket:[{fields[6]}]")
+    return found
+
+
+def _fds(pid: int) -> list[str]:
+    out = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            out.append(f"{fd}:{os.readlink(f'/proc/{pid}/fd/{fd}')}")
+        except OSError:
+            pass
+    return sorted(out)
 
 
 def _nsfs_mounts() -> int:
@@ -102,7 +122,8 @@ def test_run_rm_cycles_leave_nothing(daemon: DaemonProcess, docker_client) -> No
         since=int(since), until=int(until) + 1, decode=True, filters={"type": "container", "event": "create"}
     )
     events = list(stream)
-    stream.close()  # its connection would count among the daemon's open files
+    stream.close()
+    docker_client.close()  # its pooled keep-alive connection would count among the daemon's open files
     ids = sorted({e["id"] for e in events if e.get("time", 0) >= int(since)})
     # events have one-second resolution: a warm-up container may be among them, which is fine
     assert len(ids) >= CYCLES, len(ids)
@@ -113,11 +134,14 @@ def test_run_rm_cycles_leave_nothing(daemon: DaemonProcess, docker_client) -> No
         traces = _traces(ids, data_root)
         fds_after = _daemon_fds(daemon)
         nsfs_after = _nsfs_mounts()
-        if not traces and fds_after == fds_before and nsfs_after == nsfs_before:
+        counts_before = {pid: len(fds) for pid, fds in fds_before.items()}
+        counts_after = {pid: len(fds) for pid, fds in fds_after.items()}
+        if not traces and counts_after == counts_before and nsfs_after == nsfs_before:
             break
         if time.monotonic() > deadline:
             raise AssertionError(
-                f"left behind: {traces[:10]}; open files {fds_before} -> {fds_after}; "
+                f"left behind: {traces[:10]}; open files {counts_before} -> {counts_after} "
+                f"(new: {[sorted(set(fds_after.get(p, [])) - set(f)) for p, f in fds_before.items()]}); "
                 f"namespace mounts {nsfs_before} -> {nsfs_after}"
             )
         time.sleep(0.2)

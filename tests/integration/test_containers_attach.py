@@ -188,6 +188,32 @@ def test_run_interactive_tty(cli, daemon):
     assert b"got-hello" in output
 
 
+@pytest.mark.parametrize("cli", ["docker", "dockyard"])
+def test_run_interactive_tty_detaches_with_ctrl_p_ctrl_q(cli, daemon, docker, names):
+    """-it as docker's: ctrl-p ctrl-q leaves the container running and the CLI exits 0."""
+    from harness import DOCKYARD
+
+    name = unique("detach")
+    names.append(name)
+    env = {"DOCKER_HOST": daemon.host, "DOCKER_CONFIG": str(daemon.root / "docker-config")}
+    argv = ["docker"] if cli == "docker" else [DOCKYARD, "-H", daemon.host]
+    argv += [
+        "run",
+        "-it",
+        "--name",
+        name,
+        "busybox",
+        "sh",
+        "-c",
+        "echo size $(stty size); read x; echo got-$x",
+    ]
+    status, output = _run_in_pty(argv, env, b"\x10\x11")
+    assert status == 0, output
+    assert b"got-" not in output
+    assert docker("inspect", "-f", "{{.State.Running}}", name).stdout.strip() == "true"
+    docker("rm", "-f", name)
+
+
 def test_docker_start_attach(docker, names):
     name = unique("attach-start")
     names.append(name)

@@ -254,6 +254,9 @@ def test_a_terminal_is_logged_resized_and_attached(box: Box) -> None:
     sock, tty, data = client.attach(stdin=True, timeout=TIMEOUT)
     assert tty is True
     with sock:
+        sock.settimeout(TIMEOUT)
+        while b"/dev/pts/0" not in data:  # type only once `tty` ran: the terminal echoes what is typed
+            data += sock.recv(65536)
         sock.sendall(b"\n")
         while chunk := sock.recv(65536):
             data += chunk

@@ -704,7 +704,9 @@ class _Shim:
 
     def _release_stdin(self) -> None:
         self.stdin_owner = None
-        if self.config.stdin_once:
+        # as dockerd: StdinOnce closes the container's stdin when its attach ends, except with a terminal,
+        # where the end of an attach is a detach (ctrl-p ctrl-q, or the client gone) and the shell runs on
+        if self.config.stdin_once and not self.tty:
             self._close_stdin()
 
     def _close_stdin(self) -> None:

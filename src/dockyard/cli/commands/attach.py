@@ -14,14 +14,42 @@ from collections.abc import Callable
 
 from ..client import ApiClient, ApiError, Response
 
+DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
+
+
+def parse_detach_keys(text: str) -> bytes:
+    """Docker's key sequence syntax: comma-separated keys, each one character or `ctrl-<x>` (x in a-z, @,
+    [, \\, ], ^, _)."""
+    out = bytearray()
+    for key in text.split(","):
+        low = key.strip().lower()
+        if low.startswith("ctrl-") and len(low) == 6:
+            ch = low[5]
+            if "a" <= ch <= "z":
+                out.append(ord(ch) - ord("a") + 1)
+                continue
+            if ch in "@[\\]^_":
+                out.append(ord(ch) - ord("@"))
+                continue
+        elif len(key) == 1:
+            out += key.encode()
+            continue
+        raise ValueError(f"Unknown character: '{key}'")
+    return bytes(out)
+
 
 class AttachedStreams:
-    def __init__(self, host: str, container_id: str, *, stdin: bool, tty: bool) -> None:
+    def __init__(
+        self, host: str, container_id: str, *, stdin: bool, tty: bool, detach_keys: str | None = None
+    ) -> None:
         self.client = ApiClient(host)
         self.container_id = container_id
         self.stdin = stdin
         self.tty = tty
         self.response: Response | None = None
+        # with a terminal, as the docker CLI: this key sequence on stdin detaches (the container runs on)
+        self.detach_keys = parse_detach_keys(detach_keys or DEFAULT_DETACH_KEYS) if tty else b""
+        self.detached = False
 
     def connect(self) -> None:
         """POST /containers/{id}/attach with the upgrade headers; the daemon answers 101."""
@@ -79,11 +107,27 @@ class AttachedStreams:
             if previous is not None:
                 signal.signal(signal.SIGWINCH, previous)
 
-    @staticmethod
-    def _pump_stdin(sock: socket.socket) -> None:
+    def _pump_stdin(self, sock: socket.socket) -> None:
+        keys, matched = self.detach_keys, 0  # how much of the key sequence the last bytes were
         try:
             while data := os.read(0, 65536):
-                sock.sendall(data)
+                if keys:
+                    out = bytearray()
+                    for byte in data:
+                        if byte == keys[matched]:
+                            matched += 1
+                            if matched == len(keys):
+                                self.detached = True
+                                sock.shutdown(socket.SHUT_RDWR)  # the output pump ends; nothing more sent
+                                return
+                            continue
+                        if matched:  # a partial sequence was typed: it was input after all
+                            out += keys[:matched]
+                            matched = 0
+                        out.append(byte)
+                    data = bytes(out)
+                if data:
+                    sock.sendall(data)
             sock.shutdown(1)  # half-close: the container's stdin ends
         except OSError:
             pass

@@ -228,7 +228,9 @@ def _run_attached(args: Any, client: ApiClient) -> int:
     container_id = _create(args, client)
     if container_id is None:
         return 125
-    streams = AttachedStreams(client.host, container_id, stdin=args.interactive, tty=args.tty)
+    streams = AttachedStreams(
+        client.host, container_id, stdin=args.interactive, tty=args.tty, detach_keys=args.detach_keys
+    )
     try:
         streams.connect()
     except ApiError as e:
@@ -249,6 +251,9 @@ def _run_attached(args: Any, client: ApiClient) -> int:
         streams.run(resize=lambda h, w: _resize(client, container_id, h, w))
     finally:
         streams.close()
+    if streams.detached:  # ctrl-p ctrl-q: the container runs on, as after docker's detach
+        waiter.close()
+        return 0
     try:
         status = json.loads(wait_response.read() or b"{}")
     except ValueError:

@@ -145,12 +145,16 @@ def run(args: Any, client: ApiClient) -> int:
     if args.detach:
         client.request("POST", f"/exec/{exec_id}/start", body={"Detach": True, "Tty": bool(args.tty)}).read()
         return 0
-    streams = ExecStreams(client.host, exec_id, stdin=bool(args.interactive), tty=bool(args.tty))
+    streams = ExecStreams(
+        client.host, exec_id, stdin=bool(args.interactive), tty=bool(args.tty), detach_keys=args.detach_keys
+    )
     try:
         streams.connect()
         streams.run(resize=lambda h, w: _resize(client, exec_id, h, w))
     finally:
         streams.close()
+    if streams.detached:  # the exec runs on
+        return 0
     info = client.get_json(f"/exec/{exec_id}/json")
     return int(info.get("ExitCode") or 0)
 

@@ -430,7 +430,7 @@ def attach(args: Any, client: ApiClient) -> int:
     tty = bool(config.get("Tty"))
     stdin = bool(config.get("OpenStdin")) and not args.no_stdin
     container_id = info["Id"]
-    streams = AttachedStreams(client.host, container_id, stdin=stdin, tty=tty)
+    streams = AttachedStreams(client.host, container_id, stdin=stdin, tty=tty, detach_keys=args.detach_keys)
     streams.connect()
     waiter = ApiClient(client.host)
     wait_response = waiter.request("POST", f"/containers/{container_id}/wait")
@@ -468,6 +468,9 @@ def attach(args: Any, client: ApiClient) -> int:
         streams.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if streams.detached:
+        waiter.close()
+        return 0
     try:
         status = json.loads(wait_response.read() or b"{}")
     except ValueError:

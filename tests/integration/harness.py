@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
+import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,3 +162,38 @@ def run_cli(
         stdin=None if input is not None else subprocess.DEVNULL,
     )
     return Result(done.returncode, done.stdout, done.stderr)
+
+
+def run_in_pty(argv: list[str], env: dict[str, str], keys: bytes, timeout: float = 30.0) -> tuple[int, bytes]:
+    """argv on a fresh 30x100 pseudo-terminal; `keys` typed once it printed "size"; (status, output)."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    proc = subprocess.Popen(
+        argv, stdin=slave, stdout=slave, stderr=slave, env={**os.environ, **env}, start_new_session=True
+    )
+    os.close(slave)
+    output = b""
+    typed = False
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                output += data
+            if not typed and b"size" in output:
+                os.write(master, keys)
+                typed = True
+            if proc.poll() is not None and not ready:
+                break
+        return proc.wait(timeout=5), output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)

@@ -121,55 +121,9 @@ def test_resize_not_running(docker_client, names):
     assert "is not running" in str(info.value)
 
 
-def _run_in_pty(
-    argv: list[str], env: dict[str, str], keys: bytes, timeout: float = TIMEOUT
-) -> tuple[int, bytes]:
-    """argv on a fresh 30x100 pseudo-terminal; `keys` typed once it printed something; (status, output)."""
-    import fcntl
-    import os
-    import pty
-    import select
-    import struct
-    import subprocess
-    import termios
-    import time
-
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
-    proc = subprocess.Popen(
-        argv, stdin=slave, stdout=slave, stderr=slave, env={**os.environ, **env}, start_new_session=True
-    )
-    os.close(slave)
-    output = b""
-    typed = False
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.1)
-            if ready:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:
-                    break
-                if not data:
-                    break
-                output += data
-            if not typed and b"size" in output:
-                os.write(master, keys)
-                typed = True
-            if proc.poll() is not None and not ready:
-                break
-        return proc.wait(timeout=5), output
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
-
-
 @pytest.mark.parametrize("cli", ["docker", "dockyard"])
 def test_run_interactive_tty(cli, daemon):
-    from harness import DOCKYARD
+    from harness import DOCKYARD, run_in_pty
 
     env = {"DOCKER_HOST": daemon.host, "DOCKER_CONFIG": str(daemon.root / "docker-config")}
     argv = ["docker"] if cli == "docker" else [DOCKYARD, "-H", daemon.host]
@@ -182,7 +136,7 @@ def test_run_interactive_tty(cli, daemon):
         "-c",
         "echo size $(stty size); read x; echo got-$x; exit 7",
     ]
-    status, output = _run_in_pty(argv, env, b"hello\r")
+    status, output = run_in_pty(argv, env, b"hello\r")
     assert status == 7, output
     assert b"size 30 100" in output
     assert b"got-hello" in output
@@ -191,7 +145,7 @@ def test_run_interactive_tty(cli, daemon):
 @pytest.mark.parametrize("cli", ["docker", "dockyard"])
 def test_run_interactive_tty_detaches_with_ctrl_p_ctrl_q(cli, daemon, docker, names):
     """-it as docker's: ctrl-p ctrl-q leaves the container running and the CLI exits 0."""
-    from harness import DOCKYARD
+    from harness import DOCKYARD, run_in_pty
 
     name = unique("detach")
     names.append(name)
@@ -207,7 +161,7 @@ def test_run_interactive_tty_detaches_with_ctrl_p_ctrl_q(cli, daemon, docker, na
         "-c",
         "echo size $(stty size); read x; echo got-$x",
     ]
-    status, output = _run_in_pty(argv, env, b"\x10\x11")
+    status, output = run_in_pty(argv, env, b"\x10\x11")
     assert status == 0, output
     assert b"got-" not in output
     assert docker("inspect", "-f", "{{.State.Running}}", name).stdout.strip() == "true"

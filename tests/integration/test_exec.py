@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from harness import DOCKYARD, DaemonProcess, run_cli
+from harness import DOCKYARD, DaemonProcess, run_cli, run_in_pty
 
 TIMEOUT = 60.0
 
@@ -130,46 +130,6 @@ def test_exec_in_a_stopped_container(docker):
         docker("rm", "-f", name)
 
 
-def _run_in_pty(argv: list[str], keys: bytes, timeout: float = TIMEOUT) -> tuple[int, bytes]:
-    """argv on a fresh 30x100 pseudo-terminal; `keys` typed once it printed "size"; (status, output)."""
-    import fcntl
-    import pty
-    import select
-    import struct
-    import subprocess
-    import termios
-
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
-    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
-    os.close(slave)
-    output = b""
-    typed = False
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.1)
-            if ready:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:
-                    break
-                if not data:
-                    break
-                output += data
-            if not typed and b"size" in output:
-                os.write(master, keys)
-                typed = True
-            if proc.poll() is not None and not ready:
-                break
-        return proc.wait(timeout=5), output
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
-
-
 @pytest.mark.parametrize("cli", ["docker", "dockyard"])
 def test_interactive_tty(cli, daemon, box):
     argv = ["docker", "-H", daemon.host] if cli == "docker" else [DOCKYARD, "-H", daemon.host]
@@ -178,7 +138,7 @@ def test_interactive_tty(cli, daemon, box):
     wait = "sleep 0.5; " if cli == "docker" else ""
     script = wait + "echo size $(stty size); read x; echo got-$x $TERM; exit 3"
     argv += ["exec", "-it", box, "sh", "-c", script]
-    status, output = _run_in_pty(argv, b"hello\r")
+    status, output = run_in_pty(argv, {}, b"hello\r")
     assert status == 3, output
     assert b"size 30 100" in output  # the exec's own pty, with the client's terminal size
     assert b"got-hello xterm" in output

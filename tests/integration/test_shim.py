@@ -254,9 +254,12 @@ def test_a_terminal_is_logged_resized_and_attached(box: Box) -> None:
     sock, tty, data = client.attach(stdin=True, timeout=TIMEOUT)
     assert tty is True
     with sock:
-        sock.settimeout(TIMEOUT)
-        while b"/dev/pts/0" not in data:  # type only once `tty` ran: the terminal echoes what is typed
-            data += sock.recv(65536)
+        # type only once `tty` has printed (to the log; an attach sees only what comes after it): the
+        # terminal echoes what is typed, and an early newline would come first
+        deadline = time.monotonic() + TIMEOUT
+        while b"/dev/pts/0" not in b"".join(d for _, d in box.logged()):
+            assert time.monotonic() < deadline, "tty printed nothing"
+            time.sleep(0.02)
         sock.sendall(b"\n")
         while chunk := sock.recv(65536):
             data += chunk

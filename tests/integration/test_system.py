@@ -311,3 +311,10 @@ def test_dockyardd_refuses_non_root(tmp_path):
     )
     assert result.returncode == 1
     assert result.stderr.strip() == "dockyardd: dockyardd needs to be started with root privileges"
+
+
+def test_live_restore_is_on_by_default(docker) -> None:
+    """Containers outlive a daemon stop unless daemon.json says "live-restore": false; info says so."""
+    result = docker("info", "--format", "{{.LiveRestoreEnabled}}")
+    assert result.returncode == 0, result.output
+    assert result.stdout.strip() == "true"

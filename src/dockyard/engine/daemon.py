@@ -251,7 +251,7 @@ class Daemon:
                 "Error": "",
                 "RemoteManagers": None,
             },
-            "LiveRestoreEnabled": bool(cfg.live_restore),
+            "LiveRestoreEnabled": cfg.live_restore is not False,  # on unless daemon.json says false
             "Isolation": "",
             "InitBinary": "",
             "ContainerdCommit": {"ID": "", "Expected": ""},

@@ -6,7 +6,7 @@ Starts its own dockyardd on a temporary socket and data root. Docker is measured
 already answers on /var/run/docker.sock; podman when the podman binary is installed.
 
 With --pull it also runs bench/pull.py (pull from a local registry against its own dockerd; 15-30 min).
-Without it, the pull section already in the output file is kept as it is.
+Other sections of the output file (pull, containers: bench/pull.py, bench/containers.py) are kept.
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from timing import Measurement, available, find_section, time_command
+from timing import Measurement, available, replace_section, time_command
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 from harness import DOCKYARD, DaemonProcess, ping  # noqa: E402  (tests/integration/harness.py)
 
 DOCKER_SOCKET = "/var/run/docker.sock"
+CLI_SECTION = "CLI start-up (`version`, start to exit)"
 
 
 def cli_startup(daemon: DaemonProcess, runs: int) -> list[Measurement]:
@@ -82,20 +83,23 @@ def main() -> int:
     import pull  # bench/pull.py
 
     output = Path(args.output)
-    old = output.read_text() if output.exists() else ""
-    span = find_section(old, pull.SECTION)
-    pull_section = old[span[0] : span[1]] if span else ""
+    text = output.read_text() if output.exists() else ""
     if args.pull:
-        pull_section = pull.render(pull.run_benchmark(args.pull_runs, args.pull_pause))
+        text = replace_section(
+            text, pull.SECTION, pull.render(pull.run_benchmark(args.pull_runs, args.pull_pause))
+        )
     with tempfile.TemporaryDirectory(prefix="dockyard-bench-") as tmp:
         daemon = DaemonProcess(Path(tmp)).start()
         try:
-            sections = {"CLI start-up (`version`, start to exit)": cli_startup(daemon, args.runs)}
+            sections = {CLI_SECTION: cli_startup(daemon, args.runs)}
         finally:
             daemon.stop()
-    text = render(sections, args.runs)
-    if pull_section:
-        text = text.rstrip("\n") + "\n\n" + pull_section.rstrip("\n") + "\n"
+    # this script's part (the title, its introduction, its sections) replaces the old one; the sections
+    # other scripts write (bench/pull.py, bench/containers.py) stay as they are
+    head, _, ours = render(sections, args.runs).partition("\n## ")
+    text = replace_section(text, CLI_SECTION, "## " + ours)
+    first = text.find("\n## ")
+    text = head.rstrip("\n") + "\n\n" + text[first + 1 :]
     output.write_text(text)
     print(text)
     return 0

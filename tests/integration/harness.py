@@ -13,8 +13,11 @@ import subprocess
 import sys
 import termios
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 BIN_DIR = Path(sys.executable).parent
 DOCKYARDD = str(BIN_DIR / "dockyardd")
@@ -197,3 +200,20 @@ def run_in_pty(argv: list[str], env: dict[str, str], keys: bytes, timeout: float
             proc.kill()
             proc.wait()
         os.close(master)
+
+
+def unique(prefix: str) -> str:
+    """A name no other test (or earlier run) uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def until(what: str, check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
+    """check()'s first true value, asked every `interval` s; AssertionError after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)

@@ -4,15 +4,11 @@ option, stop of a PID 1 that ignores SIGTERM, a missing image when no registry c
 from __future__ import annotations
 
 import time
-import uuid
 
 import pytest
+from harness import unique
 
 TIMEOUT = 30.0
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture

@@ -14,24 +14,9 @@ from collections.abc import Iterator
 
 import docker as docker_sdk
 import pytest
-from harness import DOCKYARD, DaemonProcess
+from harness import DOCKYARD, DaemonProcess, unique, until
 
 TIMEOUT = 30.0
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def _until(what: str, check, timeout: float = TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -200,7 +185,7 @@ def test_pause_unpause(docker, dockyard, docker_client, clean) -> None:
     assert pause.returncode == 0 and pause.stdout.strip() == name, pause.output
     state = docker("inspect", "-f", "{{.State.Status}} {{.State.Paused}} {{.State.Running}}", name)
     assert state.stdout.strip() == "paused true true"
-    assert _until("the process to freeze", lambda: _proc_state(pid) == "D" or _frozen(pid))
+    assert until("the process to freeze", lambda: _proc_state(pid) == "D" or _frozen(pid))
     ps = docker("ps", "--filter", f"name={name}", "--format", "{{.Status}}|{{.State}}")
     assert re.fullmatch(r"Up .* \(Paused\)\|paused", ps.stdout.strip()), ps.output
     assert (
@@ -388,7 +373,7 @@ def test_ps_flags_and_filters(docker, dockyard, clean) -> None:
     assert ours == theirs, (ours, theirs)
     assert ours.splitlines()[0].split() == ["CONTAINER", "ID", "NAMES", "STATE", "tier", "COMMAND"]
     plain = "{{.Names}} {{.Status}} {{.Labels}} {{.Image}} {{.Ports}}|{{.Networks}}|{{.Mounts}}"
-    _until(
+    until(
         "the same --format output",
         lambda: (
             dockyard("ps", "-a", "--format", plain).stdout == docker("ps", "-a", "--format", plain).stdout
@@ -396,7 +381,7 @@ def test_ps_flags_and_filters(docker, dockyard, clean) -> None:
         10,
     )
     times = "{{.CreatedAt}} {{.RunningFor}}"
-    _until(
+    until(
         "the same times",
         lambda: (
             dockyard("ps", "-l", "--format", times).stdout == docker("ps", "-l", "--format", times).stdout
@@ -407,11 +392,11 @@ def test_ps_flags_and_filters(docker, dockyard, clean) -> None:
     assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4} \w+ ", created_at)
 
     # the same table (retried: a relative time may tick between the two commands)
-    _until("the same ps table", lambda: dockyard("ps", "-a").stdout == docker("ps", "-a").stdout, 10)
+    until("the same ps table", lambda: dockyard("ps", "-a").stdout == docker("ps", "-a").stdout, 10)
     size = dockyard("ps", "-s", "-l")
     assert re.search(r"   NAMES +SIZE$", size.stdout.splitlines()[0]), size.stdout
     assert re.search(r"\d+B \(virtual [\d.]+MB\)$", size.stdout.splitlines()[1]), size.stdout
-    _until(
+    until(
         "the same ps -s table",
         lambda: dockyard("ps", "-s", "-l").stdout == docker("ps", "-s", "-l").stdout,
         10,

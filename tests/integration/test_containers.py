@@ -5,19 +5,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from harness import DOCKYARD, DaemonProcess
+from harness import DOCKYARD, DaemonProcess, unique, until
 
 TIMEOUT = 30.0
 pytestmark = pytest.mark.runtimes  # each test on the built-in runtime and on runc
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def _shims_under(path: str) -> list[int]:
@@ -36,17 +30,6 @@ def _shims_under(path: str) -> list[int]:
     return found
 
 
-def _until(what: str, check, timeout: float = TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def clean(daemon: DaemonProcess, docker) -> Iterator[None]:
     yield
@@ -54,7 +37,7 @@ def clean(daemon: DaemonProcess, docker) -> Iterator[None]:
     for cid in leftover:
         docker("rm", "-f", cid)
     root = str(daemon.data_root)
-    _until("the shims to exit", lambda: not _shims_under(root))
+    until("the shims to exit", lambda: not _shims_under(root))
     with open("/proc/mounts") as f:
         mounts = [line for line in f if f"{root}/rootfs" in line]
     assert not mounts, mounts
@@ -70,7 +53,7 @@ def test_run_logs_ps_stop_rm_with_docker(docker, clean) -> None:
     assert run.returncode == 0, run.output
     cid = run.stdout.strip()
     assert len(cid) == 64
-    _until("the log", lambda: "hi" in docker("logs", name).stdout)
+    until("the log", lambda: "hi" in docker("logs", name).stdout)
     ps = docker("ps")
     assert name in ps.stdout and "Up " in ps.stdout
     assert docker("inspect", "-f", "{{.State.Running}}", name).stdout.strip() == "true"
@@ -187,7 +170,7 @@ def test_a_command_that_cannot_run(docker, clean) -> None:
 def test_auto_remove(docker, clean) -> None:
     name = unique("gone")
     assert docker("run", "-d", "--rm", "--name", name, "busybox", "true").returncode == 0
-    _until("the container to go", lambda: name not in docker("ps", "-a").stdout)
+    until("the container to go", lambda: name not in docker("ps", "-a").stdout)
 
 
 def test_a_container_outlives_a_daemon_restart(tmp_path, registry) -> None:
@@ -210,7 +193,7 @@ def test_a_container_outlives_a_daemon_restart(tmp_path, registry) -> None:
         assert docker("stop", "-t", "1", "survivor").returncode == 0
         assert docker("inspect", "-f", "{{.State.Status}}", "survivor").stdout.strip() == "exited"
         assert docker("rm", "survivor").returncode == 0
-        _until("the shims to exit", lambda: not _shims_under(str(proc.data_root)))
+        until("the shims to exit", lambda: not _shims_under(str(proc.data_root)))
         with open("/proc/mounts") as f:
             assert not [line for line in f if str(proc.data_root) + "/rootfs" in line]
     finally:

@@ -6,13 +6,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from harness import unique
 
 TIMEOUT = 60.0
 pytestmark = pytest.mark.runtimes  # each test on the built-in runtime and on runc
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(autouse=True)

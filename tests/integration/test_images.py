@@ -16,11 +16,7 @@ from pathlib import Path
 
 import pytest
 import testimages
-from harness import DOCKYARD, DaemonProcess, run_cli
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+from harness import DOCKYARD, DaemonProcess, run_cli, unique
 
 
 def tar_of(entries: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:

@@ -11,30 +11,14 @@ import shutil
 import subprocess
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from docker.errors import APIError
-from harness import DaemonProcess, Result, run_cli
+from harness import DaemonProcess, Result, run_cli, unique, until
 
 TIMEOUT = 30.0
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def until(what: str, check, timeout: float = TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def state(docker, name: str) -> dict:

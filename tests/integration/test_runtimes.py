@@ -10,19 +10,14 @@ import json
 import os
 import shutil
 import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
-from harness import DaemonProcess, run_cli
+from harness import DaemonProcess, run_cli, unique
 
 TIMEOUT = 60.0
 RUNC = shutil.which("runc")
 needs_runc = pytest.mark.skipif(RUNC is None, reason="runc is not installed")
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def _cgroup_dirs(container_id: str) -> list[str]:

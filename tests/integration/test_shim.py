@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 import testimages
+from harness import until
 
 from dockyard.images.layers import apply_layer
 from dockyard.linux.cgroups import Cgroup, detect_layout
@@ -46,17 +47,6 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return text[text.rindex(b")") + 2 : text.rindex(b")") + 3] not in (b"Z", b"X")
-
-
-def _until(what: str, check: Any, timeout: float = TIMEOUT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 @dataclass
@@ -115,7 +105,7 @@ class Box:
 
     def exit_record(self) -> dict[str, Any]:
         record = self.client().wait(timeout=TIMEOUT)
-        _until("the shim to exit", lambda: not any(_alive(p) for p in self.shims))
+        until("the shim to exit", lambda: not any(_alive(p) for p in self.shims))
         return record
 
     def logged(self) -> list[tuple[str, bytes]]:
@@ -144,7 +134,7 @@ def box(tmp_path: Path) -> Iterator[Box]:
                     pass
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
-        _until("the shims to go", lambda: not any(_alive(p) for p in b.shims))
+        until("the shims to go", lambda: not any(_alive(p) for p in b.shims))
         parent = Cgroup.at(LAYOUT, b.cgroup_parent)
         leftovers = [p for p in parent.paths.values() if os.path.exists(p) and len(list(os.walk(p))) > 1]
         with_pids = parent.pids()

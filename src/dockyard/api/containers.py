@@ -16,17 +16,11 @@ from ..containers.service import ContainerError
 from ..logs.jsonfile import format_time
 from ..runtime import shim_protocol
 from ..units import parse_time
-from .errors import ApiError, BadRequest, NotModified
+from .errors import BadRequest
 from .http import json_response, query_bool, query_filters, query_int
 from .routing import Route, daemon_of
 
 log = logging.getLogger("dockyard.api")
-
-
-def _api_error(error: ContainerError) -> ApiError:
-    if error.status == 304:
-        return NotModified(str(error))
-    return ApiError(str(error), error.status)
 
 
 async def create(request: web.Request) -> web.Response:
@@ -37,27 +31,18 @@ async def create(request: web.Request) -> web.Response:
     if not isinstance(body, dict):
         raise BadRequest("invalid JSON body")
     daemon = daemon_of(request)
-    try:
-        container_id, warnings = daemon.containers.create(request.query.get("name", ""), body)
-    except ContainerError as e:
-        raise _api_error(e) from None
+    container_id, warnings = daemon.containers.create(request.query.get("name", ""), body)
     return json_response({"Id": container_id, "Warnings": warnings or []}, 201)
 
 
 async def start(request: web.Request) -> web.Response:
-    try:
-        await daemon_of(request).containers.start(request.match_info["id"])
-    except ContainerError as e:
-        raise _api_error(e) from None
+    await daemon_of(request).containers.start(request.match_info["id"])
     return web.Response(status=204)
 
 
 async def wait(request: web.Request) -> web.StreamResponse:
     service = daemon_of(request).containers
-    try:
-        service.get(request.match_info["id"])
-    except ContainerError as e:
-        raise _api_error(e) from None
+    service.get(request.match_info["id"])
     # Headers first, as dockerd does: the CLI waits for them before it starts the container.
     response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
     await response.prepare(request)
@@ -75,59 +60,41 @@ async def wait(request: web.Request) -> web.StreamResponse:
 
 
 async def stop(request: web.Request) -> web.Response:
-    try:
-        await daemon_of(request).containers.stop(request.match_info["id"], query_int(request, "t"))
-    except ContainerError as e:
-        raise _api_error(e) from None
+    await daemon_of(request).containers.stop(request.match_info["id"], query_int(request, "t"))
     return web.Response(status=204)
 
 
 async def restart(request: web.Request) -> web.Response:
     service = daemon_of(request).containers
-    try:
-        await service.restart(request.match_info["id"], query_int(request, "t"))
-    except ContainerError as e:
-        raise _api_error(e) from None
+    await service.restart(request.match_info["id"], query_int(request, "t"))
     return web.Response(status=204)
 
 
 async def kill(request: web.Request) -> web.Response:
-    try:
-        await daemon_of(request).containers.kill(request.match_info["id"], request.query.get("signal"))
-    except ContainerError as e:
-        raise _api_error(e) from None
+    await daemon_of(request).containers.kill(request.match_info["id"], request.query.get("signal"))
     return web.Response(status=204)
 
 
 async def remove(request: web.Request) -> web.Response:
-    try:
-        await daemon_of(request).containers.remove(request.match_info["id"], query_bool(request, "force"))
-    except ContainerError as e:
-        raise _api_error(e) from None
+    await daemon_of(request).containers.remove(request.match_info["id"], query_bool(request, "force"))
     return web.Response(status=204)
 
 
 async def inspect(request: web.Request) -> web.Response:
     service = daemon_of(request).containers
-    try:
-        data = service.inspect(request.match_info["id"])
-        if query_bool(request, "size"):
-            c = service.get(data["Id"])
-            data["SizeRw"], data["SizeRootFs"] = await asyncio.to_thread(service.size, c)
-        return json_response(data)
-    except ContainerError as e:
-        raise _api_error(e) from None
+    data = service.inspect(request.match_info["id"])
+    if query_bool(request, "size"):
+        c = service.get(data["Id"])
+        data["SizeRw"], data["SizeRootFs"] = await asyncio.to_thread(service.size, c)
+    return json_response(data)
 
 
 async def list_containers(request: web.Request) -> web.Response:
     service = daemon_of(request).containers
     limit = query_int(request, "limit") or 0
-    try:
-        result = service.list(
-            query_bool(request, "all"), query_filters(request), size=query_bool(request, "size"), limit=limit
-        )
-    except ContainerError as e:
-        raise _api_error(e) from None
+    result = service.list(
+        query_bool(request, "all"), query_filters(request), size=query_bool(request, "size"), limit=limit
+    )
     return json_response(result)
 
 
@@ -145,10 +112,7 @@ def _time_param(request: web.Request, name: str) -> float | Fraction | None:
 
 async def logs(request: web.Request) -> web.StreamResponse:
     service = daemon_of(request).containers
-    try:
-        c = service.get(request.match_info["id"])
-    except ContainerError as e:
-        raise _api_error(e) from None
+    c = service.get(request.match_info["id"])
     stdout, stderr = query_bool(request, "stdout"), query_bool(request, "stderr")
     if not stdout and not stderr:
         raise BadRequest("Bad parameters: you must choose at least one stream")
@@ -320,10 +284,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
     the container starts (docker run attaches first) it waits for the start, and the start has the shim
     hold the output until this attach reaches it (ContainerService.attach_pending)."""
     service = daemon_of(request).containers
-    try:
-        c = service.get(request.match_info["id"])
-    except ContainerError as e:
-        raise _api_error(e) from None
+    c = service.get(request.match_info["id"])
     stdin, stdout, stderr = (query_bool(request, k) for k in ("stdin", "stdout", "stderr"))
     tty = bool(c.config.get("Tty"))
     content_type = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
@@ -355,30 +316,21 @@ async def resize(request: web.Request) -> web.Response:
         width = int(request.query.get("w") or 0)
     except ValueError:
         raise BadRequest("invalid resize size") from None
-    try:
-        await daemon_of(request).containers.resize(request.match_info["id"], height, width)
-    except ContainerError as e:
-        raise _api_error(e) from None
+    await daemon_of(request).containers.resize(request.match_info["id"], height, width)
     return web.Response(status=200)
 
 
 async def top(request: web.Request) -> web.Response:
-    try:
-        result = await daemon_of(request).containers.top(
-            request.match_info["id"], request.query.get("ps_args", "")
-        )
-    except ContainerError as e:
-        raise _api_error(e) from None
+    result = await daemon_of(request).containers.top(
+        request.match_info["id"], request.query.get("ps_args", "")
+    )
     return json_response(result)
 
 
 async def stats(request: web.Request) -> web.StreamResponse:
     """One JSON document a second (dockerd's encoder: a newline after each) while `stream`, else one."""
     service = daemon_of(request).containers
-    try:
-        service.get(request.match_info["id"])
-    except ContainerError as e:
-        raise _api_error(e) from None
+    service.get(request.match_info["id"])
     stream = query_bool(request, "stream", default=True)
     samples = service.stats(request.match_info["id"], stream=stream, one_shot=query_bool(request, "one-shot"))
     response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
@@ -395,34 +347,22 @@ async def stats(request: web.Request) -> web.StreamResponse:
 
 
 async def rename(request: web.Request) -> web.Response:
-    try:
-        daemon_of(request).containers.rename(request.match_info["id"], request.query.get("name", ""))
-    except ContainerError as e:
-        raise _api_error(e) from None
+    daemon_of(request).containers.rename(request.match_info["id"], request.query.get("name", ""))
     return web.Response(status=204)
 
 
 async def pause(request: web.Request) -> web.Response:
-    try:
-        await daemon_of(request).containers.pause(request.match_info["id"])
-    except ContainerError as e:
-        raise _api_error(e) from None
+    await daemon_of(request).containers.pause(request.match_info["id"])
     return web.Response(status=204)
 
 
 async def unpause(request: web.Request) -> web.Response:
-    try:
-        await daemon_of(request).containers.unpause(request.match_info["id"])
-    except ContainerError as e:
-        raise _api_error(e) from None
+    await daemon_of(request).containers.unpause(request.match_info["id"])
     return web.Response(status=204)
 
 
 async def prune(request: web.Request) -> web.Response:
-    try:
-        return json_response(await daemon_of(request).containers.prune(query_filters(request)))
-    except ContainerError as e:
-        raise _api_error(e) from None
+    return json_response(await daemon_of(request).containers.prune(query_filters(request)))
 
 
 ROUTES = [

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from ..containers.service import ContainerError, ExecStartFailed
 from ..runtime import shim_protocol
-from .containers import _api_error, _copy_streams, _hijack
+from .containers import _copy_streams, _hijack
 from .errors import ApiError, BadRequest
 from .http import json_response
 from .routing import Route, daemon_of
@@ -39,10 +39,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 async def create(request: web.Request) -> web.Response:
     body = await _body(request)
-    try:
-        exec_id = daemon_of(request).containers.exec_create(request.match_info["id"], body)
-    except ContainerError as e:
-        raise _api_error(e) from None
+    exec_id = daemon_of(request).containers.exec_create(request.match_info["id"], body)
     return json_response({"Id": exec_id}, 201)
 
 
@@ -60,17 +57,12 @@ async def start(request: web.Request) -> web.StreamResponse:
     service = daemon_of(request).containers
     exec_id = request.match_info["id"]
     body = await _body(request)
-    try:
-        record = service.exec_check_start(exec_id)
-    except ContainerError as e:
-        raise _api_error(e) from None
+    record = service.exec_check_start(exec_id)
     if body.get("Detach"):
         try:
             await service.exec_start(exec_id, detach=True)
         except ExecStartFailed as e:
             raise ApiError(str(e), _start_error_status(str(e))) from None
-        except ContainerError as e:
-            raise _api_error(e) from None
         return web.Response(status=200)
     try:
         # at API 1.41 dockerd says raw-stream here even when the stream is framed (no TTY)
@@ -104,18 +96,12 @@ async def resize(request: web.Request) -> web.Response:
         width = int(request.query.get("w") or 0)
     except ValueError:
         raise BadRequest("invalid resize size") from None
-    try:
-        await daemon_of(request).containers.exec_resize(request.match_info["id"], height, width)
-    except ContainerError as e:
-        raise _api_error(e) from None
+    await daemon_of(request).containers.exec_resize(request.match_info["id"], height, width)
     return web.Response(status=200)
 
 
 async def inspect(request: web.Request) -> web.Response:
-    try:
-        return json_response(daemon_of(request).containers.exec_inspect(request.match_info["id"]))
-    except ContainerError as e:
-        raise _api_error(e) from None
+    return json_response(daemon_of(request).containers.exec_inspect(request.match_info["id"]))
 
 
 ROUTES = [

@@ -7,6 +7,7 @@ import logging
 from aiohttp import web
 
 from .. import API_VERSION, MIN_API_VERSION, __version__
+from ..containers.service import ContainerError
 from ..engine import Daemon
 from . import archive, containers, images, system
 from . import exec as exec_api
@@ -43,11 +44,12 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
                     400,
                 )
         return await handler(request)
-    except ApiError as e:
+    except (ApiError, ContainerError) as e:  # the engine's errors carry the status they answer with
         if e.status == 304:
             return web.Response(status=304)
-        log.debug("%s %s: %d %s", request.method, request.path, e.status, e.message)
-        return json_response({"message": e.message}, e.status)
+        message = e.message if isinstance(e, ApiError) else str(e)
+        log.debug("%s %s: %d %s", request.method, request.path, e.status, message)
+        return json_response({"message": message}, e.status)
     except web.HTTPNotFound:
         return json_response({"message": "page not found"}, 404)
     except web.HTTPMethodNotAllowed:

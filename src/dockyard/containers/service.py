@@ -192,6 +192,8 @@ class ContainerService:
         self._restart_managers: dict[str, RestartManager] = {}
         self._restart_wakeups: dict[str, asyncio.Event] = {}  # set to cut a restart's back-off short
         self.launcher = ShimLauncher()  # started lazily, at the first container start
+        # what a privileged container can be given: the daemon's bounding set, fixed for its lifetime
+        self.capabilities_available = bounding_set()
         self._execs: dict[str, ExecRecord] = {}  # in memory only, as dockerd's
         self._exec_flags: dict[str, tuple[asyncio.Event, asyncio.Event]] = {}  # (started, ended)
         self._exec_tasks: set[asyncio.Task[None]] = set()
@@ -457,7 +459,7 @@ class ContainerService:
                 options,
                 cgroup_version=self.cgroup_version,
                 user_lookup=lookup,
-                capabilities_available=bounding_set(),
+                capabilities_available=self.capabilities_available,
             )
         except SpecError as e:
             self.rootfs.unmount(c.id)
@@ -1410,7 +1412,12 @@ class ContainerService:
 
         seccomp = (spec.get("linux") or {}).get("seccomp")
         process = exec_process(
-            record, spec, c.config, c.host_config, read_file, capabilities_available=bounding_set()
+            record,
+            spec,
+            c.config,
+            c.host_config,
+            read_file,
+            capabilities_available=self.capabilities_available,
         )
         return process, seccomp
 

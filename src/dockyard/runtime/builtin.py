@@ -1015,42 +1015,54 @@ def exec_process(
     return ExecProcess(started.pid, started.pty_master)
 
 
+def _take_stdio_and_limits(plan: LaunchPlan, sock: socket.socket, stdio: tuple[int, int, int] | None) -> None:
+    """The first steps of a container's init and of an exec'd process: its own session, its stdio as fds
+    0-2, nothing else open but the report socket, its OOM score and rlimits."""
+    os.setsid()
+    if stdio is not None and not plan.terminal:
+        copies = [os.dup(fd) for fd in stdio]  # first out of the way: a source may be 0, 1 or 2
+        for target, fd in enumerate(copies):
+            os.dup2(fd, target)
+    keep = sock.fileno()
+    os.closerange(3, keep)
+    os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
+    if plan.oom_score_adj is not None:
+        with _step("setting oom_score_adj"), open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(plan.oom_score_adj))
+    for number, soft, hard in plan.rlimits:
+        with _step(f"setting rlimit {number}"):
+            resource.setrlimit(number, (soft, hard))
+
+
+def _become_the_process(plan: LaunchPlan, sock: socket.socket) -> NoReturn:
+    """The last steps of both: no_new_privs, the seccomp filter (at runc's moment), the identity, then the
+    report that the exec happens and the execve itself. Raises SpawnError when the command cannot run."""
+    if plan.no_new_privileges:
+        with _step("prctl(SET_NO_NEW_PRIVS)"):
+            set_no_new_privileges()
+    _load_seccomp(plan, late=False)
+    _switch_identity(plan)
+    env = dict(e.split("=", 1) for e in plan.env if "=" in e)
+    path = lookup_executable(plan.args[0], env.get("PATH"))
+    _load_seccomp(plan, late=True)
+    sock.send(b'{"exec": true}')
+    try:
+        os.execve(path, plan.args, env)
+    except OSError as e:
+        message = f"exec {path}: {_errstr(e)}"
+        raise SpawnError(message, exit_code_for(message)) from None
+
+
 def _exec_child(plan: LaunchPlan, sock: socket.socket, stdio: tuple[int, int, int] | None) -> NoReturn:
     """The exec'd process, forked in the container's namespaces (after the setns of the PID namespace) and
     already in its cgroups: stdio, limits, identity, then execve. The rootfs is the container's as set up
     by its init: joining the mount namespace made its root ours."""
     try:
-        os.setsid()
-        if stdio is not None and not plan.terminal:
-            copies = [os.dup(fd) for fd in stdio]  # first out of the way: a source may be 0, 1 or 2
-            for target, fd in enumerate(copies):
-                os.dup2(fd, target)
-        keep = sock.fileno()
-        os.closerange(3, keep)
-        os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
-        if plan.oom_score_adj is not None:
-            with _step("setting oom_score_adj"), open("/proc/self/oom_score_adj", "w") as f:
-                f.write(str(plan.oom_score_adj))
-        for number, soft, hard in plan.rlimits:
-            with _step(f"setting rlimit {number}"):
-                resource.setrlimit(number, (soft, hard))
+        _take_stdio_and_limits(plan, sock, stdio)
         if plan.terminal:
             _setup_terminal(sock, plan.console_size, console=False)
         os.umask(plan.umask)
-        if plan.no_new_privileges:
-            with _step("prctl(SET_NO_NEW_PRIVS)"):
-                set_no_new_privileges()
-        _load_seccomp(plan, late=False)
-        _switch_identity(plan)
-        env = dict(e.split("=", 1) for e in plan.env if "=" in e)
-        path = lookup_executable(plan.args[0], env.get("PATH"))
-        _load_seccomp(plan, late=True)
-        sock.send(b'{"exec": true}')
-        try:
-            os.execve(path, plan.args, env)
-        except OSError as e:
-            message = f"exec {path}: {_errstr(e)}"
-            raise SpawnError(message, exit_code_for(message)) from None
+        _become_the_process(plan, sock)
     except BaseException as e:
         _report(sock, e)
     os._exit(127)
@@ -1117,20 +1129,7 @@ def _intermediate(
 
 def _init(plan: LaunchPlan, sock: socket.socket, stdio: tuple[int, int, int] | None) -> NoReturn:
     try:
-        os.setsid()
-        if stdio is not None and not plan.terminal:
-            copies = [os.dup(fd) for fd in stdio]  # first out of the way: a source may be 0, 1 or 2
-            for target, fd in enumerate(copies):
-                os.dup2(fd, target)
-        keep = sock.fileno()
-        os.closerange(3, keep)
-        os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
-        if plan.oom_score_adj is not None:
-            with _step("setting oom_score_adj"), open("/proc/self/oom_score_adj", "w") as f:
-                f.write(str(plan.oom_score_adj))
-        for number, soft, hard in plan.rlimits:
-            with _step(f"setting rlimit {number}"):
-                resource.setrlimit(number, (soft, hard))
+        _take_stdio_and_limits(plan, sock, stdio)
         _prepare_rootfs(plan)
         if plan.terminal:
             _setup_terminal(sock, plan.console_size)
@@ -1150,20 +1149,7 @@ def _init(plan: LaunchPlan, sock: socket.socket, stdio: tuple[int, int, int] | N
         for path in plan.masked_paths:
             with _step(f"can't mask path {path}"):
                 _mask_path(path)
-        if plan.no_new_privileges:
-            with _step("prctl(SET_NO_NEW_PRIVS)"):
-                set_no_new_privileges()
-        _load_seccomp(plan, late=False)
-        _switch_identity(plan)
-        env = dict(e.split("=", 1) for e in plan.env if "=" in e)
-        path = lookup_executable(plan.args[0], env.get("PATH"))
-        _load_seccomp(plan, late=True)
-        sock.send(b'{"exec": true}')
-        try:
-            os.execve(path, plan.args, env)
-        except OSError as e:
-            message = f"exec {path}: {_errstr(e)}"
-            raise SpawnError(message, exit_code_for(message)) from None
+        _become_the_process(plan, sock)
     except BaseException as e:
         _report(sock, e)
     os._exit(127)

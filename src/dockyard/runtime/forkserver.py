@@ -32,7 +32,7 @@ import sys
 import threading
 from typing import NoReturn
 
-from .shim import ShimConfig, ShimStarted, await_ready, detach, prepare, start_shim
+from .shim import ShimConfig, ShimStarted, await_ready, fork_detached, prepare, start_shim
 
 __all__ = ["ShimLauncher"]
 
@@ -145,14 +145,7 @@ def _receive(sock: socket.socket) -> tuple[bytes, list[int]]:
 def _fork_shim(config_path: str, ready_w: int) -> None:
     with open(config_path) as f:
         config = ShimConfig.from_dict(json.load(f))
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.setsid()
-            detach(config, ready_w)
-        finally:
-            os._exit(1)
-    os.waitpid(pid, 0)  # the intermediate exits right after forking the shim
+    fork_detached(config, ready_w)
 
 
 def serve(sock: socket.socket) -> NoReturn:

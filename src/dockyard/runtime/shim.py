@@ -61,6 +61,7 @@ __all__ = [
     "ShimStarted",
     "await_ready",
     "detach",
+    "fork_detached",
     "fork_shim",
     "prepare",
     "run_shim",
@@ -182,17 +183,26 @@ def start_shim(config: ShimConfig, *, python: str = sys.executable, timeout: flo
 def fork_shim(config: ShimConfig, *, timeout: float = 30.0) -> ShimStarted:
     """Start a shim by forking the caller, which must be single-threaded (a fork-server)."""
     r, w = prepare(config)
+    try:
+        fork_detached(config, w, close_in_child=r)
+    finally:
+        os.close(w)
+    return await_ready(r, timeout)
+
+
+def fork_detached(config: ShimConfig, ready_fd: int, *, close_in_child: int = -1) -> None:
+    """Fork the shim of `config` off the caller (single-threaded): a new session, a second fork so that
+    init adopts the shim; returns once the intermediate has exited. The shim reports on `ready_fd`."""
     pid = os.fork()
     if pid == 0:
         try:
-            os.close(r)
+            if close_in_child >= 0:
+                os.close(close_in_child)
             os.setsid()
-            detach(config, w)
+            detach(config, ready_fd)
         finally:
             os._exit(1)
-    os.close(w)
     os.waitpid(pid, 0)
-    return await_ready(r, timeout)
 
 
 def detach(config: ShimConfig, ready_fd: int) -> NoReturn:
@@ -676,26 +686,31 @@ class _Shim:
         if self.stdin_fd is None:
             return
         self.stdin_pending += data
-        self._write_stdin(self.stdin_fd, 0)
+        self._write_stdin(self)
 
-    def _write_stdin(self, fd: int, mask: int) -> None:
+    def _write_stdin(self, proc: _Shim | _Exec) -> None:
+        """What is pending for the stdin of the container (proc is the shim itself) or of an exec, written
+        without blocking; the rest when the pipe has room again. Back-pressure: the feeding client is not
+        read while the process does not read."""
+        fd = proc.stdin_fd
+        if fd is None:
+            return
         try:
-            while self.stdin_pending:
-                n = os.write(fd, self.stdin_pending)
-                self.stdin_pending = self.stdin_pending[n:]
+            while proc.stdin_pending:
+                n = os.write(fd, proc.stdin_pending)
+                proc.stdin_pending = proc.stdin_pending[n:]
         except BlockingIOError:
             pass
-        except OSError:  # EPIPE: the container closed its stdin
-            self.stdin_pending = b""
+        except OSError:  # EPIPE: the process closed its stdin
+            proc.stdin_pending = b""
         waiting = fd in self.sel.get_map()
-        if self.stdin_pending and not waiting:
-            self.sel.register(fd, selectors.EVENT_WRITE, self._write_stdin)
-        elif not self.stdin_pending and waiting:
+        if proc.stdin_pending and not waiting:
+            self.sel.register(fd, selectors.EVENT_WRITE, lambda f, m: self._write_stdin(proc))
+        elif not proc.stdin_pending and waiting:
             self.sel.unregister(fd)
-        # back-pressure: stop reading the feeding client while the container does not read
-        owner = self.stdin_owner
+        owner = self.stdin_owner if proc is self else proc.client
         if owner is not None and owner.sock.fileno() >= 0:
-            self._set_reading(owner, not self.stdin_pending)
+            self._set_reading(owner, not proc.stdin_pending)
 
     def _stdin_eof(self, client: _Client) -> None:
         self._set_reading(client, False)  # half-closed: it still gets the output
@@ -709,21 +724,24 @@ class _Shim:
         if self.config.stdin_once and not self.tty:
             self._close_stdin()
 
-    def _close_stdin(self) -> None:
-        fd = self.stdin_fd
+    def _close_stdin(self, proc: _Shim | _Exec | None = None) -> None:
+        """The end of the stdin of the container (default) or of an exec: what fits now is written (never
+        block on a process that stopped reading), then the pipe closed, or EOF typed on a terminal."""
+        proc = self if proc is None else proc
+        fd = proc.stdin_fd
         if fd is None:
             return
-        if self.stdin_pending:  # what fits now; never block on a container that stopped reading
+        if proc.stdin_pending:
             with contextlib.suppress(OSError):
-                os.write(fd, self.stdin_pending)
-            self.stdin_pending = b""
+                os.write(fd, proc.stdin_pending)
+            proc.stdin_pending = b""
         if fd in self.sel.get_map():
             self.sel.unregister(fd)
-        if self.tty:
+        if proc.tty:
             with contextlib.suppress(OSError):
                 os.write(fd, b"\x04")  # a terminal has no end of file to give: send it EOF (VEOF)
         os.close(fd)
-        self.stdin_fd = None
+        proc.stdin_fd = None
 
     # -- clients
 
@@ -793,7 +811,7 @@ class _Shim:
         ex = client.exec
         if ex is not None and ex.client is client:  # the exec runs on, its output now dropped
             ex.client = None
-            self._exec_close_stdin(ex)
+            self._close_stdin(ex)
         for ex in self.execs.values():
             if client in ex.waiters:
                 ex.waiters.remove(client)
@@ -918,48 +936,12 @@ class _Shim:
         if not data:  # the client half-closed: the exec's stdin ends (dockerd closes it), output flows on
             if client is not None:
                 self._set_reading(client, False)
-            self._exec_close_stdin(ex)
+            self._close_stdin(ex)
             return
         if ex.stdin_fd is None:
             return
         ex.stdin_pending += data
-        self._exec_write_stdin(ex)
-
-    def _exec_write_stdin(self, ex: _Exec) -> None:
-        fd = ex.stdin_fd
-        if fd is None:
-            return
-        try:
-            while ex.stdin_pending:
-                n = os.write(fd, ex.stdin_pending)
-                ex.stdin_pending = ex.stdin_pending[n:]
-        except BlockingIOError:
-            pass
-        except OSError:  # EPIPE: the process closed its stdin
-            ex.stdin_pending = b""
-        waiting = fd in self.sel.get_map()
-        if ex.stdin_pending and not waiting:
-            self.sel.register(fd, selectors.EVENT_WRITE, lambda f, m: self._exec_write_stdin(ex))
-        elif not ex.stdin_pending and waiting:
-            self.sel.unregister(fd)
-        if ex.client is not None and ex.client.sock.fileno() >= 0:  # back-pressure, as for the container
-            self._set_reading(ex.client, not ex.stdin_pending)
-
-    def _exec_close_stdin(self, ex: _Exec) -> None:
-        fd = ex.stdin_fd
-        if fd is None:
-            return
-        if ex.stdin_pending:  # what fits now; never block on a process that stopped reading
-            with contextlib.suppress(OSError):
-                os.write(fd, ex.stdin_pending)
-            ex.stdin_pending = b""
-        if fd in self.sel.get_map():
-            self.sel.unregister(fd)
-        if ex.tty:
-            with contextlib.suppress(OSError):
-                os.write(fd, b"\x04")  # a terminal has no end of file to give: send it EOF (VEOF)
-        os.close(fd)
-        ex.stdin_fd = None
+        self._write_stdin(ex)
 
     def _exec_exited(self, ex: _Exec, status: int) -> None:
         code = os.waitstatus_to_exitcode(status)
@@ -976,7 +958,7 @@ class _Shim:
         ex.done = True
         for fd in list(ex.outputs):
             self._exec_close_output(ex, fd)
-        self._exec_close_stdin(ex)
+        self._close_stdin(ex)
         reply = json.dumps({"ok": True, "ExitCode": ex.exit_code}).encode() + b"\n"
         for waiter in ex.waiters:
             self._send(waiter, reply)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs start-up time; annotations are strings here
+    from collections.abc import Callable
+
 
 class CommandSpec:
     """One command: its module (dockyard.cli.commands.<module>, with configure(spec) and run(args, client)).
@@ -112,6 +116,25 @@ SUBCOMMANDS: dict[str, list[CommandSpec]] = {
         ),
     ],
 }
+
+
+def for_each(names: list[str], action: Callable[[str], object]) -> int:
+    """As the docker CLI for start, stop, kill...: every container tried, its name printed on success,
+    errors on stderr, exit 1 if any failed."""
+    import sys
+
+    from ..client import ApiError
+
+    failed = False
+    for name in names:
+        try:
+            action(name)
+        except ApiError as e:
+            print(f"Error response from daemon: {e.message}", file=sys.stderr)
+            failed = True
+            continue
+        print(name)
+    return 1 if failed else 0
 
 
 def find(name: str, specs: list[CommandSpec] | None = None) -> CommandSpec | None:

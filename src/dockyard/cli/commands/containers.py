@@ -11,7 +11,7 @@ import sys
 from ..client import ApiClient, ApiError
 from ..parser import CommandParser, parse_filters
 from ..tables import ago
-from . import CommandSpec, run_options
+from . import CommandSpec, for_each, run_options
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -279,21 +279,8 @@ def create(args: Any, client: ApiClient) -> int:
     return 0
 
 
-def _each(names: list[str], action: Any) -> int:
-    failed = False
-    for name in names:
-        try:
-            action(name)
-        except ApiError as e:
-            print(f"Error response from daemon: {e.message}", file=sys.stderr)
-            failed = True
-            continue
-        print(name)
-    return 1 if failed else 0
-
-
 def start(args: Any, client: ApiClient) -> int:
-    return _each(args.containers, lambda n: client.request("POST", f"/containers/{n}/start").read())
+    return for_each(args.containers, lambda n: client.request("POST", f"/containers/{n}/start").read())
 
 
 def stop(args: Any, client: ApiClient) -> int:
@@ -304,12 +291,12 @@ def stop(args: Any, client: ApiClient) -> int:
         print('"dockyard stop" requires at least 1 argument.', file=sys.stderr)
         return 1
     query = {"t": args.time} if args.time is not None else None
-    return _each(names, lambda n: client.request("POST", f"/containers/{n}/stop", query).read())
+    return for_each(names, lambda n: client.request("POST", f"/containers/{n}/stop", query).read())
 
 
 def remove(args: Any, client: ApiClient) -> int:
     query = {"force": args.force, "v": args.volumes}
-    return _each(args.containers, lambda n: client.request("DELETE", f"/containers/{n}", query).read())
+    return for_each(args.containers, lambda n: client.request("DELETE", f"/containers/{n}", query).read())
 
 
 def wait(args: Any, client: ApiClient) -> int:

@@ -11,7 +11,7 @@ import sys
 from ...units import bytes_size, human_size
 from ..client import ApiClient, ApiError
 from ..parser import CommandParser, parse_filters
-from . import CommandSpec, find
+from . import CommandSpec, find, for_each
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -166,36 +166,24 @@ def run(args: Any, client: ApiClient) -> int:
     return handler(args, client)
 
 
-def _each(names: list[str], action: Any) -> int:
-    """As the docker CLI: every container tried, its name printed on success, errors on stderr, exit 1."""
-    failed = False
-    for name in names:
-        try:
-            action(name)
-        except ApiError as e:
-            print(f"Error response from daemon: {e.message}", file=sys.stderr)
-            failed = True
-            continue
-        print(name)
-    return 1 if failed else 0
-
-
 def kill(args: Any, client: ApiClient) -> int:
     query = {"signal": args.signal} if args.signal else None
-    return _each(args.containers, lambda n: client.request("POST", f"/containers/{n}/kill", query).read())
+    return for_each(args.containers, lambda n: client.request("POST", f"/containers/{n}/kill", query).read())
 
 
 def restart(args: Any, client: ApiClient) -> int:
     query = {"t": args.time, "signal": args.signal}
-    return _each(args.containers, lambda n: client.request("POST", f"/containers/{n}/restart", query).read())
+    return for_each(
+        args.containers, lambda n: client.request("POST", f"/containers/{n}/restart", query).read()
+    )
 
 
 def pause(args: Any, client: ApiClient) -> int:
-    return _each(args.containers, lambda n: client.request("POST", f"/containers/{n}/pause").read())
+    return for_each(args.containers, lambda n: client.request("POST", f"/containers/{n}/pause").read())
 
 
 def unpause(args: Any, client: ApiClient) -> int:
-    return _each(args.containers, lambda n: client.request("POST", f"/containers/{n}/unpause").read())
+    return for_each(args.containers, lambda n: client.request("POST", f"/containers/{n}/unpause").read())
 
 
 def rename(args: Any, client: ApiClient) -> int:

@@ -50,6 +50,15 @@ step dockyard logs hello
 step dockyard stop second
 step dockyard rm second -f
 step dockyard rm hello
+# an image of our own: a page baked into httpd, built with the classic builder's cache
+mkdir -p "$demo/site"
+printf '<h1>Built by dockyard</h1>\n' >"$demo/site/index.html"
+printf 'FROM httpd\nCOPY index.html /usr/local/apache2/htdocs/index.html\nRUN wc -c /usr/local/apache2/htdocs/index.html\n' \
+  >"$demo/site/Dockerfile"
+step dockyard build -t my/site:1 "$demo/site"
+step dockyard build -t my/site:1 "$demo/site"   # again: every step from the cache
+step dockyard run --rm my/site:1 cat /usr/local/apache2/htdocs/index.html
+step dockyard rmi my/site:1
 step dockyard rmi httpd busybox
 echo
 echo "(-p and -v, and fetching the page from httpd, arrive with the networks and volumes issue.)"

@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 want_tests=0
 [ "${1:-}" = "--test" ] && want_tests=1
 
-packages=(python3 python3-venv python3-pip busybox-static docker-registry runc iproute2 iptables util-linux curl
-  libseccomp2)
+# libnftables1: published ports and network isolation are nftables rules, written through the library
+packages=(python3 python3-venv python3-pip busybox-static docker-registry runc iproute2 util-linux curl
+  libseccomp2 libnftables1)
 # htpasswd, for the tests' registry with Basic authentication
 [ "${1:-}" = "--test" ] && packages+=(apache2-utils)
 # crun, so the tests can check a second external runtime (runc is in the list above)

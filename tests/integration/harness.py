@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import json
 import os
 import pty
+import secrets
 import select
 import signal
 import socket
@@ -18,6 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from dockyard.linux.netlink import RtNetlink
+from dockyard.linux.nftables import Nftables, NftablesError
+from dockyard.network import firewall
 
 BIN_DIR = Path(sys.executable).parent
 DOCKYARDD = str(BIN_DIR / "dockyardd")
@@ -45,6 +52,8 @@ class DaemonProcess:
     root: Path
     extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
+    # a bridge of its own, so test daemons never touch a user's dockyard0 nor each other's
+    bridge: str = field(default_factory=lambda: "dyt" + secrets.token_hex(4))
 
     @property
     def socket_path(self) -> str:
@@ -85,6 +94,8 @@ class DaemonProcess:
             str(self.root / "daemon.json"),
             "--log-level",
             "debug",
+            "--bridge",
+            self.bridge,
             *self.extra_args,
         ]
 
@@ -112,8 +123,10 @@ class DaemonProcess:
         self.stop()
         raise RuntimeError(f"dockyardd did not answer within {timeout}s:\n{self.log_tail()}")
 
-    def stop(self, timeout: float = 20) -> int | None:
-        """SIGTERM by PID, then SIGKILL if it does not exit in time. Returns the exit status."""
+    def stop(self, timeout: float = 20, keep_network: bool = False) -> int | None:
+        """SIGTERM by PID, then SIGKILL if it does not exit in time. Returns the exit status. The daemon
+        leaves its bridges and rules for its containers (as dockerd does); unless `keep_network` (a test
+        that restarts the daemon around running containers), they are removed here."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -123,7 +136,21 @@ class DaemonProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+        if not keep_network:
+            self.remove_network()
         return self.proc.returncode
+
+    def remove_network(self) -> None:
+        """Delete this daemon's bridges (the default one and its user networks') and its nftables table."""
+        devices = {self.bridge}
+        for record in (self.data_root / "network" / "networks").glob("*.json"):
+            with contextlib.suppress(OSError, ValueError):
+                devices.add(json.loads(record.read_text()).get("device") or self.bridge)
+        with RtNetlink() as nl:
+            for device in devices:
+                nl.delete_link(device)
+        with contextlib.suppress(NftablesError):
+            Nftables().run(firewall.remove(firewall.table_name(self.bridge)))
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

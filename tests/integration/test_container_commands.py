@@ -420,7 +420,8 @@ def test_inspect_and_container_command(docker, dockyard, clean) -> None:
     assert both.returncode == 1 and both.stdout == cid + "\n"
     assert "Error: No such object: nosuch-object" in both.stderr
     only = dockyard("container", "inspect", "busybox")
-    assert only.returncode == 1 and "Error: No such container: busybox" in only.stderr
+    # as docker 28: one kind asked for, the daemon's words
+    assert only.returncode == 1 and "Error response from daemon: No such container: busybox" in only.stderr
     assert only.stdout == "[]\n"
     sized = json.loads(dockyard("container", "inspect", "-s", name).stdout)[0]
     theirs = json.loads(docker("container", "inspect", "-s", name).stdout)[0]

@@ -141,6 +141,7 @@ def test_our_cli_pulls_a_missing_image(dockyard, clean, daemon) -> None:
 
 
 def test_etc_files_and_a_private_network(docker, clean) -> None:
+    """On the default bridge: its own hostname, its address in /etc/hosts, eth0 and lo of its own."""
     name = unique("etc")
     script = "hostname; cat /etc/hosts; cat /etc/resolv.conf; ls /sys/class/net"
     run = docker("run", "-d", "--name", name, "busybox", "sh", "-c", script)
@@ -149,9 +150,12 @@ def test_etc_files_and_a_private_network(docker, clean) -> None:
     assert docker("wait", name, timeout=TIMEOUT).stdout.strip() == "0"
     out = docker("logs", name).stdout
     assert out.splitlines()[0] == cid[:12]
-    assert "127.0.0.1\tlocalhost" in out and f"127.0.0.1\t{cid[:12]}" in out
+    ip = docker("inspect", "-f", "{{.NetworkSettings.Networks.bridge.IPAddress}}", name).stdout.strip()
+    assert ip == "", "a stopped container keeps no address"
+    assert "127.0.0.1\tlocalhost" in out
+    assert any(line.endswith(f"\t{cid[:12]}") and not line.startswith("127.") for line in out.splitlines())
     assert "nameserver 127." not in out
-    assert out.splitlines()[-1] == "lo"  # a new, empty network namespace
+    assert out.split()[-2:] == ["eth0", "lo"]  # a namespace of its own: the bridge's veth and lo
     assert docker("rm", name).returncode == 0
 
 

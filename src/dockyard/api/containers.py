@@ -76,7 +76,9 @@ async def kill(request: web.Request) -> web.Response:
 
 
 async def remove(request: web.Request) -> web.Response:
-    await daemon_of(request).containers.remove(request.match_info["id"], query_bool(request, "force"))
+    await daemon_of(request).containers.remove(
+        request.match_info["id"], query_bool(request, "force"), volumes=query_bool(request, "v")
+    )
     return web.Response(status=204)
 
 

@@ -9,7 +9,9 @@ from aiohttp import web
 from .. import API_VERSION, MIN_API_VERSION, __version__
 from ..containers.service import ContainerError
 from ..engine import Daemon
-from . import archive, containers, images, system
+from ..network import NetworkError
+from . import archive, containers, images, networks, system, volumes
+from . import build as build_api
 from . import exec as exec_api
 from .errors import ApiError
 from .http import json_response
@@ -44,7 +46,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
                     400,
                 )
         return await handler(request)
-    except (ApiError, ContainerError) as e:  # the engine's errors carry the status they answer with
+    except (ApiError, ContainerError, NetworkError) as e:  # the engine's errors carry their status
         if e.status == 304:
             return web.Response(status=304)
         message = e.message if isinstance(e, ApiError) else str(e)
@@ -87,6 +89,9 @@ def build_app(daemon: Daemon) -> web.Application:
     add_routes(app, images.ROUTES)
     add_routes(app, containers.ROUTES)
     add_routes(app, exec_api.ROUTES)
+    add_routes(app, volumes.ROUTES)
+    add_routes(app, networks.ROUTES)
+    add_routes(app, build_api.ROUTES)
 
     async def _start_daemon(app: web.Application) -> None:
         await daemon.start()

@@ -37,11 +37,15 @@ from ..runtime.spec import (
     adapt_host_config,
     build_spec,
     merge_config,
+    mount_points,
     validate_options,
 )
+from ..volumes import VolumeError, VolumeService
+from ..volumes import mounts as volume_mounts
 from .execs import ExecConfigError, ExecRecord, exec_process, new_exec, start_error_message
 from .ids import AmbiguousPrefix, InvalidIdentifier, NoSuchContainer, generate_id
 from .names import InvalidName, NameConflict, generate_name, validate_name
+from .networking import ContainerNetworkError, ContainerNetworking
 from .restart import (
     RestartManager,
     RestartPolicy,
@@ -57,6 +61,7 @@ if TYPE_CHECKING:  # engine imports this module: no import of engine at run time
     from ..engine.events import EventBus
     from ..images import ImageService
     from ..linux.cgroups import Cgroup
+    from ..network import NetworkService, Sandbox
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +175,12 @@ class ContainerService:
         runtimes: dict[str, OCIRuntime] | None = None,
         default_runtime: str = BUILTIN_RUNTIME,
         exec_root: str = "/run/dockyard",
+        volumes: VolumeService | None = None,
+        networks: NetworkService | None = None,
     ):
         data_root = Path(data_root)
+        self.volumes = volumes or VolumeService(data_root / "volumes", events)
+        self.volumes.users = self._volume_users
         # HostConfig.Runtime names one of these (the built-in one has no path)
         self.runtimes = runtimes or {BUILTIN_RUNTIME: OCIRuntime(BUILTIN_RUNTIME)}
         self.default_runtime = default_runtime
@@ -182,6 +191,7 @@ class ContainerService:
         self.cgroup_version = cgroup_version
         self.store = ContainerStore(data_root / "containers")
         self.rootfs = RootfsManager(data_root / "rootfs", images.snapshots)
+        self.net = ContainerNetworking(networks)
         images.container_users = self.store.users_of_image
         self._monitors: dict[str, asyncio.Task[None]] = {}
         self._exit_waiters: dict[str, list[asyncio.Future[int]]] = {}
@@ -259,6 +269,11 @@ class ContainerService:
             merged = merge_config(options)
         except SpecError as e:
             raise ContainerError(str(e), 400) from None
+        try:
+            networks, network_warnings = self.net.at_create(host_config, config, body.get("NetworkingConfig"))
+        except ContainerNetworkError as e:
+            raise ContainerError(str(e), e.status) from None
+        warnings += network_warnings
         if name:
             try:
                 name = validate_name(name)
@@ -280,7 +295,10 @@ class ContainerService:
             "Env": merged.env,
             "Cmd": merged.cmd,
             "Image": image_name,
-            "Volumes": config.get("Volumes") or img_cfg.get("Volumes"),
+            # as dockerd merges them: the image's VOLUMEs and the create's (`-v /path`)
+            "Volumes": {**(img_cfg.get("Volumes") or {}), **(config.get("Volumes") or {})} or None,
+            "ExposedPorts": {**(img_cfg.get("ExposedPorts") or {}), **(config.get("ExposedPorts") or {})}
+            or None,
             "WorkingDir": merged.working_dir,
             "Entrypoint": merged.entrypoint,
             "OnBuild": None,
@@ -300,7 +318,7 @@ class ContainerService:
             path=merged.path,
             args=merged.args,
             driver=self.rootfs.driver,
-            extra={"create_config": config},
+            extra={"create_config": config, "networks": networks},
         )
         container.log_path = str(self.store.dir(container_id) / f"{container_id}-json.log")
         try:
@@ -314,33 +332,77 @@ class ContainerService:
             with contextlib.suppress(Exception):
                 self.rootfs.remove(container_id)
             raise
+        self._create_mounts(container, options)
         self.events.emit("container", "create", container_id, image=image_name, name=name)
         return container_id, warnings
 
+    def _create_mounts(self, c: Container, options: ContainerOptions) -> None:
+        """The container's volumes (created or taken) and mount records; a failure undoes the create."""
+        try:
+            c.mount_points = volume_mounts.create_mounts(
+                self.volumes, mount_points(options), c.host_config.get("VolumeDriver") or ""
+            )
+            self.store.save(c)
+        except BaseException as e:
+            self.store.remove(c.id)
+            with contextlib.suppress(Exception):
+                self.rootfs.remove(c.id)
+            if isinstance(e, VolumeError):
+                raise ContainerError(str(e), e.status) from None
+            raise
+
+    def _volume_users(self, name: str) -> list[tuple[str, bool]]:
+        """VolumeService's `users` hook: the containers naming the volume in their mounts."""
+        return [
+            (c.id, c.running) for c in self.store.all() if name in volume_mounts.volume_names(c.mount_points)
+        ]
+
+    def _prepare_mounts(self, c: Container, rootfs: Path) -> dict[str, str]:
+        """At start: `volume_paths` for the spec (see volumes.mounts.prepare_mounts)."""
+        from ..runtime.builtin import resolve_in_root
+
+        try:
+            return volume_mounts.prepare_mounts(
+                self.volumes, c.mount_points, lambda dest: resolve_in_root(str(rootfs), dest)
+            )
+        except (VolumeError, OSError) as e:
+            self.rootfs.unmount(c.id)
+            if isinstance(e, OSError):
+                raise ContainerError(f"error while mounting volumes: {e}", 500) from None
+            raise ContainerError(str(e), e.status) from None
+
+    def _volume_events(self, c: Container, action: str) -> None:
+        """dockerd's `mount` (at start) and `unmount` (at exit) events, one per volume."""
+        for record in c.mount_points.values():
+            if record.get("Type") != "volume":
+                continue
+            attributes = volume_mounts.mount_event_attributes(record, c.id)
+            if action == "unmount":
+                attributes = {"container": c.id, "driver": attributes["driver"]}
+                with contextlib.suppress(VolumeError, OSError):
+                    self.volumes.unmount(record["Name"], c.id)
+            self.events.emit("volume", action, record["Name"], **attributes)
+
+    def _remove_volumes(self, c: Container, volumes: bool | None) -> None:
+        """After the container's removal: its anonymous volumes go with `rm -v` and with `--rm` (as
+        dockerd's auto-remove does), unless another container uses them too."""
+        if volumes is None:
+            volumes = bool(c.host_config.get("AutoRemove"))
+        if not volumes:
+            return
+        for name in volume_mounts.anonymous_volumes(c.mount_points):
+            try:
+                self.volumes.remove(name)
+            except VolumeError as e:
+                log.debug("container %s: keeping volume %s: %s", c.id, name, e)
+
     # --- start -------------------------------------------------------------------------------------
 
-    def _write_etc_files(self, c: Container, hostname: str) -> None:
+    def _write_etc_files(self, c: Container, hostname: str, sandbox: Sandbox | None) -> None:
         d = self._dir(c)
         (d / "hostname").write_text(hostname + "\n")
-        (d / "hosts").write_text(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-            "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
-            f"ff02::2\tip6-allrouters\n127.0.0.1\t{hostname}\n"
-        )
-        lines = []
-        try:
-            with open("/etc/resolv.conf") as f:
-                host_lines = f.read().splitlines()
-        except OSError:
-            host_lines = []
-        for line in host_lines:
-            parts = line.split()
-            if parts and parts[0] == "nameserver" and len(parts) > 1:
-                addr = parts[1]
-                if addr.startswith("127.") or addr == "::1":
-                    continue
-            lines.append(line)
-        (d / "resolv.conf").write_text("\n".join(lines) + ("\n" if lines else ""))
+        (d / "hosts").write_text(self.net.hosts(c, hostname, sandbox))
+        (d / "resolv.conf").write_text(self.net.resolv_conf(c, sandbox))
 
     async def start(self, ref: str) -> None:
         c = self.get(ref)
@@ -365,6 +427,7 @@ class ContainerService:
                     # waits for that removal before it reports the error)
                     await self._auto_remove_after_failed_start(c)
                 raise
+        self._volume_events(c, "mount")
         self.events.emit("container", "start", c.id, image=c.image, name=c.name)
         self._monitor(c)
         for fut in self._start_waiters.pop(c.id, []):
@@ -424,6 +487,41 @@ class ContainerService:
             log.debug("container %s: resize: %s", c.id, e)
 
     def _start_blocking(self, c: Container, attach_pending: bool = False) -> None:
+        # the network sandbox comes first: a host port that is taken fails the start before anything else
+        # is made, and whatever fails later takes the sandbox back with it
+        try:
+            sandbox = self.net.attach(c, c.config.get("Hostname") or "")
+        except ContainerNetworkError as e:
+            raise ContainerError(str(e), e.status) from None
+        try:
+            self._start_in_sandbox(c, sandbox, attach_pending)
+        except BaseException:
+            self.net.release(c)
+            raise
+
+    def _joined_namespaces(self, c: Container) -> dict[str, Any]:
+        """`container:<name|id>` modes: the donor's namespaces by path (its network one is the sandbox's
+        when it has one), and its hostname for a shared network. The donor must be running (dockerd)."""
+        paths: dict[str, str] = {}
+        hostname = ""
+        for kind, key in (("network", "NetworkMode"), ("ipc", "IpcMode"), ("pid", "PidMode")):
+            mode = c.host_config.get(key) or ""
+            if not mode.startswith("container:"):
+                continue
+            donor = self.get(mode.partition(":")[2])
+            if donor.id == c.id:
+                raise ContainerError(f"cannot join own {kind} namespace", 400)
+            if donor.state.status != "running" or not donor.state.pid:
+                raise ContainerError(f"cannot join {kind} of a non running container: {donor.id}", 409)
+            box = self.net.sandbox(donor) if kind == "network" else None
+            paths[kind] = (
+                box.netns if box else f"/proc/{donor.state.pid}/ns/{'net' if kind == 'network' else kind}"
+            )
+            if kind == "network":
+                hostname = donor.config.get("Hostname") or donor.id[:12]
+        return {"namespace_paths": paths, "network_hostname": hostname} if paths else {}
+
+    def _start_in_sandbox(self, c: Container, sandbox: Sandbox | None, attach_pending: bool) -> None:
         from ..runtime.builtin import SpawnError
         from ..runtime.shim import ShimConfig
 
@@ -435,6 +533,7 @@ class ContainerService:
         except ImageError as e:
             raise ContainerError(str(e), e.status) from None
         rootfs = self.rootfs.mount(c.id, record.chain_id)
+        volume_paths = self._prepare_mounts(c, rootfs)
         d = self._dir(c)
         try:
             options = self._options(
@@ -444,9 +543,12 @@ class ContainerService:
                 resolv_conf_path=str(d / "resolv.conf"),
                 seccomp_profile=self.seccomp_profile,
                 init_binary=shutil.which("docker-init") or shutil.which("tini-static") or "",
+                volume_paths=volume_paths,
+                netns_path=sandbox.netns if sandbox else "",
+                **self._joined_namespaces(c),
             )
             merged = merge_config(options)
-            self._write_etc_files(c, merged.hostname)
+            self._write_etc_files(c, merged.hostname, sandbox)
 
             def lookup(path: str) -> str | None:
                 f = rootfs / path.lstrip("/")
@@ -539,6 +641,7 @@ class ContainerService:
             self.events.emit(
                 "container", "die", c.id, exitCode=str(c.state.exit_code), image=c.image, name=c.name
             )
+            self._volume_events(c, "unmount")
             for fut in self._exit_waiters.pop(c.id, []):
                 if not fut.done():
                     fut.set_result(c.state.exit_code)
@@ -601,6 +704,7 @@ class ContainerService:
                 log.warning("container %s: restart failed: %s", c.id, e)
                 await asyncio.to_thread(self._settle_restarting, c)
                 return False
+        self._volume_events(c, "mount")
         self.events.emit("container", "start", c.id, image=c.image, name=c.name)
         for fut in self._start_waiters.pop(c.id, []):
             _resolve(fut, None)  # type: ignore[arg-type]
@@ -686,6 +790,10 @@ class ContainerService:
         c.state.error = record.get("Error") or ""
         if c.id in self.store:
             self.store.save(c)
+        try:
+            self.net.release(c)
+        except Exception as e:  # the record must stand even when a network is stuck
+            log.warning("container %s: network release after exit: %s", c.id, e)
         try:
             self.rootfs.unmount(c.id)
         except Exception as e:  # the record must stand even when a mount is stuck
@@ -780,7 +888,7 @@ class ContainerService:
 
     # --- remove ------------------------------------------------------------------------------------
 
-    async def remove(self, ref: str, force: bool = False) -> None:
+    async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
         c = self.get(ref)
         if c.running:
             if not force:
@@ -798,15 +906,17 @@ class ContainerService:
         task = self._monitors.pop(c.id, None)
         if task is not None and not task.done():
             await asyncio.wait([task], timeout=5)
-        await asyncio.to_thread(self._remove_blocking, c)
+        await asyncio.to_thread(self._remove_blocking, c, volumes)
         self.events.emit("container", "destroy", c.id, image=c.image, name=c.name)
 
-    def _remove_blocking(self, c: Container) -> None:
+    def _remove_blocking(self, c: Container, volumes: bool | None = None) -> None:
+        self.net.release(c)
         try:
             self.rootfs.remove(c.id)
         except Exception as e:
             raise ContainerError(f"unable to remove filesystem for {c.id}: {e}", 500) from None
         self.store.remove(c.id)
+        self._remove_volumes(c, volumes)  # None: as AutoRemove says (the --rm paths)
         self._locks.pop(c.id, None)
         self._restart_managers.pop(c.id, None)
         for fut in self._removal_waiters.pop(c.id, []):  # this runs in a thread: resolve in the loop
@@ -943,28 +1053,9 @@ class ContainerService:
             "ExecIDs": self.exec_ids(c.id),
             "HostConfig": _shown_host_config(c.host_config),
             "GraphDriver": graph,
-            "Mounts": [],
+            "Mounts": volume_mounts.shown_mounts(c.mount_points),
             "Config": c.config,
-            "NetworkSettings": {
-                "Bridge": "",
-                "SandboxID": "",
-                "HairpinMode": False,
-                "LinkLocalIPv6Address": "",
-                "LinkLocalIPv6PrefixLen": 0,
-                "Ports": {},
-                "SandboxKey": "",
-                "SecondaryIPAddresses": None,
-                "SecondaryIPv6Addresses": None,
-                "EndpointID": "",
-                "Gateway": "",
-                "GlobalIPv6Address": "",
-                "GlobalIPv6PrefixLen": 0,
-                "IPAddress": "",
-                "IPPrefixLen": 0,
-                "IPv6Gateway": "",
-                "MacAddress": "",
-                "Networks": {},
-            },
+            "NetworkSettings": self.net.settings(c),
         }
 
     def _status_text(self, c: Container) -> str:
@@ -1056,9 +1147,11 @@ class ContainerService:
             return False
         if filters.get("health") and "none" not in filters["health"]:
             return False  # no container has a health check yet
-        for key in ("network", "volume", "publish", "expose"):
-            if filters.get(key):
-                return False  # nothing is connected, mounted or published yet
+        wanted_volumes = filters.get("volume") or []
+        if wanted_volumes and not any(volume_mounts.uses(c.mount_points, v) for v in wanted_volumes):
+            return False
+        if not self.net.matches(c, filters):
+            return False
         if filters.get("is-task") and filters["is-task"][-1].lower() in ("true", "1"):
             return False
         return True
@@ -1091,6 +1184,7 @@ class ContainerService:
             if limit > 0 and len(out) >= limit:
                 break
             command = " ".join([c.path, *c.args]).strip()
+            ports, network_settings = self.net.list_fields(c)
             entry: dict[str, Any] = {
                 "Id": c.id,
                 "Names": ["/" + c.name],
@@ -1098,13 +1192,13 @@ class ContainerService:
                 "ImageID": c.image_id,
                 "Command": command,
                 "Created": int(_rfc3339_to_unix(c.created)),
-                "Ports": [],
+                "Ports": ports,
                 "Labels": c.config.get("Labels") or {},
                 "State": c.state.status,
                 "Status": self._status_text(c),
                 "HostConfig": {"NetworkMode": c.host_config.get("NetworkMode") or "default"},
-                "NetworkSettings": {"Networks": {}},
-                "Mounts": [],
+                "NetworkSettings": network_settings,
+                "Mounts": volume_mounts.shown_mounts(c.mount_points),
             }
             if size:
                 entry["SizeRw"], entry["SizeRootFs"] = self.size(c)
@@ -1347,6 +1441,29 @@ class ContainerService:
             reclaimed += size_rw
         self.events.emit("container", "prune", "", reclaimed=str(reclaimed))
         return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+
+    # --- networks ----------------------------------------------------------------------------------
+
+    def networks_in_use(self) -> set[str]:
+        """IDs of the networks some container (running or not) is on: prune keeps them."""
+        return {net_id for c in self.store.all() for net_id in (c.extra.get("networks") or {})}
+
+    async def connect_network(self, ref: str, network_ref: str, settings: dict[str, Any]) -> None:
+        """`docker network connect`: the container is on the network from now on, and at once if running."""
+        c = self.get(ref)
+        net = self.net.lookup(network_ref)
+        async with self._lock(c.id):
+            await asyncio.to_thread(self.net.connect, c, net, settings)
+            self.store.save(c)
+        self.events.emit("network", "connect", net.id, container=c.id, name=net.name, type=net.driver)
+
+    async def disconnect_network(self, ref: str, network_ref: str, force: bool = False) -> None:
+        c = self.get(ref)
+        net = self.net.lookup(network_ref)
+        async with self._lock(c.id):
+            await asyncio.to_thread(self.net.disconnect, c, net, force)
+            self.store.save(c)
+        self.events.emit("network", "disconnect", net.id, container=c.id, name=net.name, type=net.driver)
 
     # --- exec --------------------------------------------------------------------------------------
 

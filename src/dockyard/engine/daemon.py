@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import os
@@ -9,7 +10,7 @@ import platform
 import shutil
 import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,9 @@ from ..distribution.pull import Puller
 from ..distribution.push import Pusher
 from ..images import ImageService
 from ..linux.seccomp import kernel_supports_seccomp
+from ..network import IpamError, NetworkError, NetworkService, parse_pools
 from ..runtime.external import OCIRuntime
+from ..volumes import VolumeService
 from .config import DEFAULT_RUNTIME, ConfigError, DaemonConfig
 from .events import EventBus
 from .hostinfo import cgroup_version, host_info, runtime_version
@@ -52,6 +55,8 @@ class Daemon:
         )
         self.puller = Puller(self.images, self.registry, config.max_concurrent_downloads)
         self.pusher = Pusher(self.images, self.registry, config.max_concurrent_uploads)
+        self.volumes = VolumeService(Path(config.data_root) / "volumes", self.events)
+        self.networks = self._network_service()
         self.containers = ContainerService(
             config.data_root,
             self.images,
@@ -60,12 +65,16 @@ class Daemon:
             runtimes=self._oci_runtimes(),
             default_runtime=config.default_runtime,
             exec_root=config.exec_root,
+            volumes=self.volumes,
+            networks=self.networks,
         )
         self.containers.seccomp_profile = self._seccomp_profile()
         self.containers.recover()
+        self.networks.recover({c.id for c in self.containers.store.all() if c.running})
 
     async def start(self) -> None:
         """In the event loop, before serving: watch the containers that still run."""
+        self.volumes.loop = asyncio.get_running_loop()  # for volume events from worker threads
         await self.containers.start_monitors()
 
     async def close(self) -> None:
@@ -73,8 +82,27 @@ class Daemon:
         # "live-restore": false, which asks for dockerd's default: stop them all before exiting.
         await self.containers.close(stop_containers=self.config.live_restore is False)
         await self.registry.close()
+        self.networks.close()
 
     # --- start-up ---------------------------------------------------------------------------------
+
+    def _network_service(self) -> NetworkService:
+        """The bridge networks: `--bridge`/`-b` and `--bip` name the default bridge and its subnet (a bridge
+        of that name is made when missing), so several daemons each keep their own."""
+        try:
+            pools = parse_pools([asdict(p) for p in self.config.default_address_pools])
+            service = NetworkService(
+                self.config.data_root,
+                self.config.exec_root,
+                bridge=self.config.bridge,
+                bip=self.config.bip,
+                pools=pools or None,
+                mtu=int(self.config.extra.get("mtu") or 0),
+            )
+            service.setup()
+        except (IpamError, NetworkError, OSError, ValueError) as e:
+            raise ConfigError(f"networking: {e}") from None
+        return service
 
     def _seccomp_profile(self) -> str:
         """daemon.json's seccomp-profile, read once at start as dockerd does: the file's JSON, or

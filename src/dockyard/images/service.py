@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import fnmatch
 import json
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -250,9 +251,16 @@ class ImageService:
                 }
             )
         out.reverse()
-        if out:
-            out[0]["Id"] = record.id
-            out[0]["Tags"] = self._repo_tags(record) or None
+        # As dockerd: the newest entries take the IDs (and tags) of the image and its local parents
+        # (a built image's steps), the rest stay <missing>.
+        current: ImageRecord | None = record
+        for entry in out:
+            if current is None:
+                break
+            entry["Id"] = current.id
+            entry["Tags"] = self._repo_tags(current) or None
+            parent = current.extra.get("parent", "")
+            current = self.store.images.get(parent) if parent else None
         return out
 
     # --- changing references ----------------------------------------------------------------------
@@ -433,6 +441,28 @@ class ImageService:
                 if layer.diff_id == diff_id and self.content.has(layer.digest):
                     return layer
         return None
+
+    def add_layer(self, tar_path: Path, diff_id: str, size: int, parent_chain: str) -> LayerRecord:
+        """Make an uncompressed layer tar (a build step's or a commit's) a snapshot on `parent_chain`
+        and a blob (worker thread; call `register` afterwards, under `lock`). The tar file is consumed."""
+        from .archive import LAYER_TAR  # archive imports this module
+
+        chain = chain_ids([parent_chain, diff_id])[-1] if parent_chain else diff_id
+        with self.pinned([chain, diff_id]):
+            if not self.snapshots.exists(chain):
+                pending = self.snapshots.prepare(chain, parent_chain, diff_id)
+                try:
+                    with open(tar_path, "rb") as f:
+                        pending.apply(f)
+                    pending.commit()
+                except BaseException:
+                    pending.abort()
+                    raise
+            if not self.content.has(diff_id):
+                os.replace(tar_path, self.content.path(diff_id))
+            else:
+                tar_path.unlink(missing_ok=True)  # the same layer was built before
+        return LayerRecord(diff_id, LAYER_TAR, size, diff_id)
 
     def counts(self) -> int:
         return len(self.store.images)

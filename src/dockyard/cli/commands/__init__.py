@@ -24,6 +24,7 @@ class CommandSpec:
 COMMANDS: list[CommandSpec] = [
     CommandSpec("pull", "images", "Download an image from a registry", "Common Commands"),
     CommandSpec("images", "images", "List images", "Common Commands"),
+    CommandSpec("build", "build", "Build an image from a Dockerfile", "Common Commands"),
     CommandSpec("info", "system", "Display system-wide information", "Common Commands"),
     CommandSpec("version", "system", "Show the Dockyard version information", "Common Commands"),
     CommandSpec("image", "", "Manage images", "Management Commands"),
@@ -60,11 +61,31 @@ COMMANDS: list[CommandSpec] = [
     CommandSpec("stats", "manage", "Display a live stream of container(s) resource usage statistics"),
     CommandSpec("top", "manage", "Display the running processes of a container"),
     CommandSpec("unpause", "manage", "Unpause all processes within one or more containers"),
+    CommandSpec("volume", "", "Manage volumes", "Management Commands"),
+    CommandSpec("network", "", "Manage networks", "Management Commands"),
+    CommandSpec("port", "network", "List port mappings or a specific mapping for the container"),
 ]
 
 # Subcommands of the management commands: `dockyard image ls` and so on.
 SUBCOMMANDS: dict[str, list[CommandSpec]] = {
+    "network": [
+        CommandSpec("network connect", "network", "Connect a container to a network"),
+        CommandSpec("network create", "network", "Create a network"),
+        CommandSpec("network disconnect", "network", "Disconnect a container from a network"),
+        CommandSpec("network inspect", "network", "Display detailed information on one or more networks"),
+        CommandSpec("network ls", "network", "List networks", aliases=("network list",)),
+        CommandSpec("network prune", "network", "Remove all unused networks"),
+        CommandSpec("network rm", "network", "Remove one or more networks", aliases=("network remove",)),
+    ],
+    "volume": [
+        CommandSpec("volume create", "volumes", "Create a volume"),
+        CommandSpec("volume inspect", "volumes", "Display detailed information on one or more volumes"),
+        CommandSpec("volume ls", "volumes", "List volumes", aliases=("volume list",)),
+        CommandSpec("volume prune", "volumes", "Remove unused local volumes"),
+        CommandSpec("volume rm", "volumes", "Remove one or more volumes", aliases=("volume remove",)),
+    ],
     "image": [
+        CommandSpec("image build", "build", "Build an image from a Dockerfile"),
         CommandSpec("image history", "images", "Show the history of an image"),
         CommandSpec("image inspect", "images", "Display detailed information on one or more images"),
         CommandSpec("image ls", "images", "List images", aliases=("image list",)),
@@ -97,6 +118,7 @@ SUBCOMMANDS: dict[str, list[CommandSpec]] = {
         CommandSpec("container logs", "manage", "Fetch the logs of a container"),
         CommandSpec("container ls", "manage", "List containers", aliases=("container list", "container ps")),
         CommandSpec("container pause", "manage", "Pause all processes within one or more containers"),
+        CommandSpec("container port", "manage", "List port mappings or a specific mapping for the container"),
         CommandSpec("container prune", "manage", "Remove all stopped containers"),
         CommandSpec("container rename", "manage", "Rename a container"),
         CommandSpec("container restart", "manage", "Restart one or more containers"),

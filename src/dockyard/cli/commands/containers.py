@@ -207,6 +207,14 @@ def _start_failed(e: ApiError) -> int:
 
 
 def run_container(args: Any, client: ApiClient) -> int:
+    try:
+        return _run_container(args, client)
+    except ApiError as e:  # the daemon refused: docker run exits 125 where docker create exits 1
+        print(f"Error response from daemon: {e.message}", file=sys.stderr)
+        return 125
+
+
+def _run_container(args: Any, client: ApiClient) -> int:
     if not args.detach:
         return _run_attached(args, client)
     container_id = _create(args, client)
@@ -344,11 +352,17 @@ def _ps_image(c: dict[str, Any], trunc: bool) -> str:
     return image
 
 
+def _mount_name(m: dict[str, Any], trunc: bool) -> str:
+    name = m.get("Name") or m.get("Source", "")
+    return name[:14] + "…" if trunc and len(name) > 15 else name  # the docker CLI's Ellipsis(name, 15)
+
+
 def ps_row(c: dict[str, Any], trunc: bool) -> dict[str, Any]:
     """One container as the docker CLI's container formatter shows it (the --format placeholders)."""
     import time
 
     from ...units import human_size
+    from .network import display_ports
 
     command = c.get("Command") or ""
     if trunc and len(command) > 20:
@@ -367,13 +381,13 @@ def ps_row(c: dict[str, Any], trunc: bool) -> dict[str, Any]:
         "Command": json.dumps(command, ensure_ascii=False),
         "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S %z %Z", time.localtime(created)),
         "RunningFor": ago(created),
-        "Ports": "",
+        "Ports": display_ports(c.get("Ports") or []),
         "State": c.get("State", ""),
         "Status": c.get("Status", ""),
         "Size": size,
         "Names": ",".join(names),
         "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
-        "Mounts": ",".join(m.get("Name") or m.get("Source", "") for m in c.get("Mounts") or []),
+        "Mounts": ",".join(_mount_name(m, trunc) for m in c.get("Mounts") or []),
         "Networks": ",".join(sorted((c.get("NetworkSettings") or {}).get("Networks") or {})),
         "LocalVolumes": str(sum(1 for m in c.get("Mounts") or [] if m.get("Driver") == "local")),
         "_labels": labels,
@@ -427,7 +441,7 @@ def ps(args: Any, client: ApiClient) -> int:
             print(json.dumps(shown, ensure_ascii=False))
         return 0
     text = format_rows(fmt, rows, headers)
-    if text or fmt.startswith("table"):
+    if rows or fmt.startswith("table"):  # a row that renders empty is still an (empty) line
         print(text)
     return 0
 

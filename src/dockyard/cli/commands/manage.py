@@ -495,31 +495,43 @@ def prune(args: Any, client: ApiClient) -> int:
 
 
 def inspect(args: Any, client: ApiClient) -> int:
-    """`inspect` looks for a container, then an image (as docker probes them in order); `--type` and
-    `container inspect` look for one kind only."""
-    kinds = ["container"] if args.command == "container inspect" else ["container", "image"]
+    """`inspect` looks for a container, an image, a network, then a volume (as docker probes them in
+    order); `--type` and `container inspect` look for one kind only."""
+    kinds = ["container", "image", "network", "volume"]
+    if args.command == "container inspect":
+        kinds = ["container"]
     wanted = getattr(args, "type", None)
     if wanted:
-        if wanted not in ("container", "image"):
-            print(f'"{wanted}" is not a valid value for --type', file=sys.stderr)
+        if wanted not in ("container", "image", "network", "volume"):
+            print(
+                f'unknown type: "{wanted}": must be one of "config", "container", "image", "network", '
+                '"node", "plugin", "secret", "service", "task", "volume"',
+                file=sys.stderr,
+            )
             return 1
         kinds = [wanted]
     found, status = [], 0
     for name in args.names:
         item = None
+        missing = ""
         for kind in kinds:
             try:
                 if kind == "container":
                     item = client.get_json(f"/containers/{name}/json", {"size": args.size or None})
-                else:
+                elif kind == "image":
                     item = client.get_json(f"/images/{name}/json")
+                else:
+                    item = client.get_json(f"/{kind}s/{name}")
                 break
             except ApiError as e:
                 if e.status != 404:
                     raise
+                missing = e.message
         if item is None:
-            label = kinds[0] if len(kinds) == 1 else "object"
-            print(f"Error: No such {label}: {name}", file=sys.stderr)
+            if len(kinds) == 1:  # one kind asked for: the docker CLI shows the daemon's own words
+                print(f"Error response from daemon: {missing}", file=sys.stderr)
+            else:
+                print(f"Error: No such object: {name}", file=sys.stderr)
             status = 1
             continue
         found.append(item)

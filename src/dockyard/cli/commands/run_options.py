@@ -59,7 +59,8 @@ class RunParser(CommandParser):
                     continue
                 out.append(token)
                 if action is not None and action.nargs != 0 and not eq and i < len(argv):
-                    out.append(argv[i])
+                    # joined as `--flag=value`: pflag takes a value starting with "-" (`--dns-search -x`)
+                    out[-1] = f"{token}={argv[i]}"
                     i += 1
                 continue
             out.append(token)
@@ -67,7 +68,7 @@ class RunParser(CommandParser):
                 action = actions.get("-" + ch)
                 if action is not None and action.nargs != 0:
                     if j == len(token) - 1 and i < len(argv):
-                        out.append(argv[i])
+                        out[-1] = token + argv[i]  # `-e -X` as `-e-X`, for the same reason
                         i += 1
                     break
         return out, overrides
@@ -121,7 +122,52 @@ def add_options(p: CommandParser) -> None:
         metavar="bytes",
         help="Swap limit equal to memory plus swap: '-1' to enable unlimited swap",
     )
-    add("--network", metavar="network", help="Connect a container to a network")
+    add(
+        "--network",
+        "--net",
+        action="append",
+        default=[],
+        metavar="network",
+        help="Connect a container to a network",
+    )
+    add(
+        "--network-alias",
+        action="append",
+        default=[],
+        metavar="list",
+        help="Add network-scoped alias for the container",
+    )
+    add("--ip", metavar="string", help="IPv4 address (e.g., 172.30.100.104)")
+    add("--ip6", metavar="string", help="IPv6 address (e.g., 2001:db8::33)")
+    add("--link", action="append", default=[], metavar="list", help="Add link to another container")
+    add(
+        "--link-local-ip",
+        action="append",
+        default=[],
+        metavar="list",
+        help="Container IPv4/IPv6 link-local addresses",
+    )
+    add("--mac-address", metavar="string", help="Container MAC address (e.g., 92:d0:c6:0a:29:33)")
+    add(
+        "-p",
+        "--publish",
+        action="append",
+        default=[],
+        metavar="list",
+        help="Publish a container's port(s) to the host",
+    )
+    add("-P", "--publish-all", action="store_true", help="Publish all exposed ports to random ports")
+    add("--expose", action="append", default=[], metavar="list", help="Expose a port or a range of ports")
+    add(
+        "--add-host",
+        action="append",
+        default=[],
+        metavar="list",
+        help="Add a custom host-to-IP mapping (host:ip)",
+    )
+    add("--dns", action="append", default=[], metavar="list", help="Set custom DNS servers")
+    add("--dns-option", action="append", default=[], metavar="list", help="Set DNS options")
+    add("--dns-search", action="append", default=[], metavar="list", help="Set custom DNS search domains")
     add("--oom-kill-disable", action="store_true", default=None, help="Disable OOM Killer")
     add("--pids-limit", metavar="int", help="Tune container pids limit (set -1 for unlimited)")
     add("--platform", metavar="string", help="Set platform if server is multi-platform capable")
@@ -141,6 +187,16 @@ def add_options(p: CommandParser) -> None:
     add("--stop-signal", metavar="string", help="Signal to stop the container")
     add("--stop-timeout", metavar="int", help="Timeout (in seconds) to stop a container")
     add("--ulimit", action="append", default=[], metavar="ulimit", help="Ulimit options")
+    add("-v", "--volume", action="append", default=[], metavar="list", help="Bind mount a volume")
+    add("--volume-driver", metavar="string", help="Optional volume driver for the container")
+    add(
+        "--mount",
+        action="append",
+        default=[],
+        metavar="mount",
+        help="Attach a filesystem mount to the container",
+    )
+    add("--tmpfs", action="append", default=[], metavar="list", help="Mount a tmpfs directory")
 
 
 def _bad(p: CommandParser, dest: str, value: str, why: str) -> UsageError:
@@ -342,8 +398,8 @@ def apply(p: CommandParser, args: Any, body: dict[str, Any]) -> None:
         hc["Init"] = bool(args.init)
     if args.oom_kill_disable is not None:
         hc["OomKillDisable"] = bool(args.oom_kill_disable)
-    if args.network:
-        hc["NetworkMode"] = args.network
+    _apply_network(p, args, body)
+    _apply_mounts(p, args, body)
     if args.log_driver or args.log_opt:
         opts = dict((o.split("=", 1) + [""])[:2] for o in args.log_opt)
         if args.log_driver == "none" and opts:
@@ -356,6 +412,101 @@ def apply(p: CommandParser, args: Any, body: dict[str, Any]) -> None:
             AttachStderr="stderr" in streams,
             StdinOnce=args.interactive and "stdin" in streams,
         )
+
+
+def _apply_mounts(p: CommandParser, args: Any, body: dict[str, Any]) -> None:
+    """-v, --mount, --tmpfs, --volume-driver as the docker CLI sends them: `-v /path` asks for an anonymous
+    volume (Config.Volumes), `-v src:/path` is a Binds entry (a relative host path made absolute)."""
+    from .mount_options import parse_mount, parse_volume
+
+    hc: dict[str, Any] = body["HostConfig"]
+    binds: list[str] = []
+    volumes: dict[str, Any] = {}
+    for spec in args.volume:
+        try:
+            source, is_bind = parse_volume(spec)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        if not source:
+            volumes[spec] = {}
+        elif is_bind:
+            host, _, rest = spec.partition(":")
+            if host.startswith(".") and not os.path.isabs(host):
+                host = os.path.abspath(host)
+            binds.append(f"{host}:{rest}")
+        else:
+            binds.append(spec)
+    if binds:
+        hc["Binds"] = binds
+    if volumes:
+        body["Volumes"] = volumes
+    mounts = []
+    for value in args.mount:
+        try:
+            mounts.append(parse_mount(value))
+        except ValueError as e:
+            raise _bad(p, "mount", value, str(e)) from None
+    if mounts:
+        hc["Mounts"] = mounts
+    if args.tmpfs:
+        hc["Tmpfs"] = dict((t.split(":", 1) + [""])[:2] for t in args.tmpfs)
+    if args.volume_driver:
+        hc["VolumeDriver"] = args.volume_driver
+
+
+def _apply_network(p: CommandParser, args: Any, body: dict[str, Any]) -> None:
+    """-p, -P, --expose, --network and its endpoint flags, --add-host and --dns*, as the docker CLI sends
+    them: `-p 8888:80` is ExposedPorts {"80/tcp": {}} and PortBindings {"80/tcp": [{"HostIp": "",
+    "HostPort": "8888"}]}."""
+    from . import network as net
+
+    hc: dict[str, Any] = body["HostConfig"]
+
+    def flag(dest: str, parse: Any, values: list[str]) -> list[str]:
+        out = []
+        for value in values:
+            try:
+                out.append(parse(value))
+            except ValueError as e:
+                raise _bad(p, dest, value, str(e)) from None
+        return out
+
+    hosts = flag("add_host", net.validate_extra_host, args.add_host)
+    dns = flag("dns", net.canonical_ip, args.dns)
+    search = flag("dns_search", net.validate_dns_search, args.dns_search)
+    networks = flag("network", net.parse_network_opt, args.network)
+    try:
+        exposed, bindings = net.parse_publish(args.publish)
+        net.parse_expose(args.expose, exposed)
+        if args.mac_address:
+            net.validate_mac(args.mac_address)
+        endpoints = net.network_endpoints(
+            networks, args.network_alias, args.link, args.ip, args.ip6, args.link_local_ip
+        )
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if exposed:
+        body["ExposedPorts"] = exposed
+    if bindings:
+        hc["PortBindings"] = bindings
+    if args.publish_all:
+        hc["PublishAllPorts"] = True
+    if networks:
+        hc["NetworkMode"] = networks[0]["Target"]
+    if endpoints:
+        body["NetworkingConfig"] = {"EndpointsConfig": endpoints}
+    if args.link:
+        hc["Links"] = list(args.link)  # legacy links on the default bridge; aliases on a user network
+    if args.mac_address:
+        body["MacAddress"] = args.mac_address  # API 1.41 takes it in Config (1.44 moved it per network)
+    if hosts:
+        hc["ExtraHosts"] = hosts
+    if dns:
+        hc["Dns"] = dns
+    if search:
+        hc["DnsSearch"] = search
+    if args.dns_option:
+        hc["DnsOptions"] = list(args.dns_option)
 
 
 def write_cidfile(path: str | None, container_id: str) -> None:

@@ -1,0 +1,322 @@
+"""docker build (the classic builder) against a real dockyardd: through our CLI, the official CLI with
+DOCKER_BUILDKIT=0 and docker-py; the images run; the cache; the bad cases with Docker's messages."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import uuid
+from pathlib import Path
+
+import pytest
+from harness import DaemonProcess, unique
+
+CLASSIC = {"DOCKER_BUILDKIT": "0"}
+
+
+def write(root: Path, files: dict[str, str | bytes]) -> Path:
+    for name, data in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data.encode() if isinstance(data, str) else data)
+    return root
+
+
+def tar_bytes(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def inspect(docker, name: str) -> dict:
+    result = docker("image", "inspect", name)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)[0]
+
+
+def steps(output: str) -> list[str]:
+    """The build output cut into steps: each step's lines after its `Step N/M :` line."""
+    out: list[str] = []
+    for line in output.splitlines():
+        if line.startswith("Step "):
+            out.append("")
+        elif out:
+            out[-1] += line + "\n"
+    return out
+
+
+def mounts_under(path: Path) -> set[str]:
+    prefix = str(path)
+    with open("/proc/self/mountinfo") as f:
+        return {line.split()[4] for line in f if line.split()[4].startswith(prefix)}
+
+
+EVERY_INSTRUCTION = """\
+# escape=\\
+ARG BASE=busybox
+FROM ${BASE}
+ARG GREETING=hello
+LABEL org.example.marker="{marker}" two=2
+ENV APP_HOME=/srv/app \\
+    MODE=${GREETING:-none}-${UNSET:-dflt}
+WORKDIR $APP_HOME
+COPY --chown=1:2 data/ ./data/
+COPY one.txt two.txt ./
+ADD bundle.tar /srv/unpacked/
+RUN echo "$GREETING" > greeting.txt && rm /bin/true && mkdir -p /home/app && chown 1000:1000 /home/app
+RUN ["sh", "-c", "echo exec-form > /srv/app/exec.txt"]
+EXPOSE 8080 9090/udp
+VOLUME ["/srv/volume"]
+STOPSIGNAL SIGINT
+HEALTHCHECK --interval=30s --timeout=3s --retries=2 CMD test -f /srv/app/greeting.txt
+ONBUILD RUN echo triggered > /tmp/trigger.txt
+SHELL ["/bin/sh", "-ec"]
+USER 1000:1000
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["echo $MODE from $(pwd) as $(id -u); cat greeting.txt data/a.txt one.txt"]
+"""
+
+
+@pytest.fixture
+def context(tmp_path: Path) -> Path:
+    marker = uuid.uuid4().hex  # no cache hit from another test's image
+    return write(
+        tmp_path,
+        {
+            "Dockerfile": EVERY_INSTRUCTION.replace("{marker}", marker),
+            "data/a.txt": "file a\n",
+            "one.txt": "one\n",
+            "two.txt": "two\n",
+            "bundle.tar": tar_bytes({"inner/x.txt": b"from the tar\n"}),
+            "ignored.log": "never sent\n",
+            ".dockerignore": "*.log\n",
+        },
+    )
+
+
+def test_every_instruction_through_our_cli(dockyard, docker, context: Path) -> None:
+    tag = unique("every") + ":v1"
+    result = dockyard("build", "--build-arg", "GREETING=hi", "-t", tag, str(context), timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("Sending build context to Docker daemon")
+    assert "Step 1/20 : ARG BASE=busybox\n" in result.stdout
+    assert " ---> Running in " in result.stdout and "Removing intermediate container" in result.stdout
+    assert f"Successfully tagged {tag}\n" in result.stdout
+
+    image = inspect(docker, tag)
+    config = image["Config"]
+    assert config["Entrypoint"] == ["/bin/sh", "-c"]
+    assert config["User"] == "1000:1000" and config["WorkingDir"] == "/srv/app"
+    assert "APP_HOME=/srv/app" in config["Env"] and "MODE=hi-dflt" in config["Env"]
+    assert config["ExposedPorts"] == {"8080/tcp": {}, "9090/udp": {}}
+    assert config["Volumes"] == {"/srv/volume": {}}
+    assert config["StopSignal"] == "SIGINT"
+    assert config["Healthcheck"] == {
+        "Test": ["CMD-SHELL", "test -f /srv/app/greeting.txt"],
+        "Interval": 30_000_000_000,
+        "Timeout": 3_000_000_000,
+        "Retries": 2,
+    }
+    assert config["OnBuild"] == ["RUN echo triggered > /tmp/trigger.txt"]
+    assert config["Shell"] == ["/bin/sh", "-ec"]
+    assert config["Labels"]["two"] == "2"
+
+    history = json.loads(
+        docker("history", "--no-trunc", "--format", "{{json .}}", tag).stdout.splitlines()[0]
+    )
+    assert history["CreatedBy"].startswith("/bin/sh -ec #(nop)  CMD")
+
+    run = docker("run", "--rm", tag, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "hi-dflt from /srv/app as 1000\nhi\nfile a\none\n"
+    files = docker(
+        "run", "--rm", "--entrypoint", "sh", "-u", "0", tag, "-c",
+        "stat -c '%u:%g %n' data/a.txt; cat exec.txt /srv/unpacked/inner/x.txt two.txt;"
+        " ls /bin/true 2>&1; ls /srv/app",
+        timeout=120,
+    )  # fmt: skip
+    assert "1:2 data/a.txt" in files.stdout
+    assert "exec-form\nfrom the tar\ntwo\n" in files.stdout
+    assert "No such file or directory" in files.stdout  # deleted in a RUN: a whiteout in the layer
+    assert "ignored.log" not in files.stdout and ".dockerignore" not in files.stdout
+
+
+def test_onbuild_triggers_run_in_a_child_build(dockyard, docker, context: Path, tmp_path: Path) -> None:
+    parent = unique("onbuild-parent")
+    assert dockyard("build", "-q", "-t", parent, str(context), timeout=300).returncode == 0
+    child = write(tmp_path / "child", {"Dockerfile": f"FROM {parent}\nUSER 0\n"})
+    result = dockyard("build", "-t", parent + "-child", str(child), timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "# Executing 1 build trigger\n" in result.stdout
+    out = docker("run", "--rm", parent + "-child", "cat /tmp/trigger.txt")
+    assert out.stdout == "triggered\n"
+    assert inspect(docker, parent + "-child")["Config"]["OnBuild"] is None
+
+
+MULTI_STAGE = """\
+FROM busybox AS assets
+LABEL marker={marker}
+WORKDIR /out
+COPY page.html index.html
+RUN echo generated > gen.txt
+
+FROM busybox AS unused
+RUN exit 1
+
+FROM busybox
+COPY --from=assets /out/ /www/
+COPY --from=0 /out/gen.txt /www/copy-by-index.txt
+CMD ["cat", "/www/index.html", "/www/gen.txt", "/www/copy-by-index.txt"]
+"""
+
+
+def test_multi_stage_with_the_official_cli(docker, tmp_path: Path) -> None:
+    ctx = write(
+        tmp_path,
+        {"Dockerfile": MULTI_STAGE.replace("{marker}", uuid.uuid4().hex), "page.html": "<p>hi</p>\n"},
+    )
+    tag = unique("multistage")
+    # --target stops at a stage: only the first stage is built
+    first = docker("build", "--target", "assets", "-t", tag + ":assets", str(ctx), env=CLASSIC, timeout=300)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "Step 5/5 : RUN echo generated > gen.txt" in first.stdout
+    result = docker("build", "-t", tag, str(ctx), env=CLASSIC, timeout=300)
+    assert result.returncode != 0  # the unused stage still runs with the classic builder
+    assert "The command '/bin/sh -c exit 1' returned a non-zero code: 1" in result.stderr
+    (ctx / "Dockerfile").write_text(
+        MULTI_STAGE.replace("{marker}", "x").replace("FROM busybox AS unused\nRUN exit 1\n", "")
+    )
+    result = docker("build", "-t", tag, str(ctx), env=CLASSIC, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = docker("run", "--rm", tag, timeout=120)
+    assert run.stdout == "<p>hi</p>\ngenerated\ngenerated\n", run.stderr
+
+
+def test_docker_py_build_and_cache(docker_client, tmp_path: Path) -> None:
+    marker = uuid.uuid4().hex
+    ctx = write(
+        tmp_path,
+        {
+            "Dockerfile": f"FROM busybox\nENV MARKER={marker}\nCOPY f.txt /f.txt\nRUN wc -c /f.txt\n",
+            "f.txt": "x\n",
+        },
+    )
+    tag = unique("dockerpy")
+    image, logs = docker_client.images.build(path=str(ctx), tag=tag, rm=True)
+    lines = [entry.get("stream", "") for entry in logs]
+    assert "Step 4/4 : RUN wc -c /f.txt\n" in "".join(lines)
+    assert any("2 /f.txt" in line for line in lines)
+    assert f"{tag}:latest" in image.tags
+    assert image.attrs["Config"]["Env"][-1] == f"MARKER={marker}"
+    again, logs = docker_client.images.build(path=str(ctx), tag=tag)
+    assert again.id == image.id
+    assert "".join(entry.get("stream", "") for entry in logs).count(" ---> Using cache") == 3
+    assert docker_client.containers.run(tag, "cat /f.txt", remove=True) == b"x\n"
+
+
+def test_rebuild_uses_the_cache_and_a_changed_file_invalidates_from_its_copy(
+    dockyard, tmp_path: Path
+) -> None:
+    marker = uuid.uuid4().hex
+    ctx = write(
+        tmp_path,
+        {
+            "Dockerfile": (
+                f"FROM busybox\nENV MARKER={marker}\nCOPY a.txt /a.txt\nRUN echo ran-a > /ran\n"
+                "COPY b.txt /b.txt\nRUN echo ran-b >> /ran\nCMD cat /ran\n"
+            ),
+            "a.txt": "a\n",
+            "b.txt": "b\n",
+        },
+    )
+    tag = unique("cache")
+    first = dockyard("build", "-t", tag, str(ctx), timeout=300)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert first.stdout.count("Using cache") == 0
+    again = dockyard("build", "-t", tag, str(ctx), timeout=300)
+    assert again.returncode == 0, again.stderr
+    body = steps(again.stdout)
+    assert all(" ---> Using cache" in step for step in body[1:]), again.stdout
+    assert "Running in" not in again.stdout
+    assert (
+        again.stdout.split("Successfully built ")[1][:12] == first.stdout.split("Successfully built ")[1][:12]
+    )
+
+    (ctx / "b.txt").write_text("changed\n")
+    changed = dockyard("build", "-t", tag, str(ctx), timeout=300)
+    assert changed.returncode == 0, changed.stderr
+    body = steps(changed.stdout)
+    assert [" ---> Using cache" in step for step in body] == [False, True, True, True, False, False, False]
+    assert "Running in" in body[5]
+
+
+def test_no_cache_and_quiet(dockyard, daemon: DaemonProcess, tmp_path: Path) -> None:
+    marker = uuid.uuid4().hex
+    ctx = write(tmp_path, {"Dockerfile": f"FROM busybox\nCOPY f /f\nRUN echo {marker}\n", "f": marker})
+    first = dockyard("build", "-q", str(ctx), timeout=300)
+    assert first.returncode == 0 and first.stdout.startswith("sha256:")
+    quiet = dockyard("build", "-q", "--no-cache", str(ctx), timeout=300)
+    assert quiet.returncode == 0
+    assert quiet.stdout.startswith("sha256:") and len(quiet.stdout.strip()) == 71
+    assert quiet.stdout != first.stdout  # new images (the same COPY layer, built again)
+    # nothing left in the ingest dir: contexts, layer tars (one that was already stored too)
+    assert not list((daemon.data_root / "image" / "content" / "ingest").iterdir())
+
+
+@pytest.mark.parametrize("cli", ["dockyard", "docker"])
+def test_bad_input(cli: str, dockyard, docker, daemon: DaemonProcess, tmp_path: Path) -> None:
+    run = dockyard if cli == "dockyard" else (lambda *a, **k: docker(*a, env=CLASSIC, **k))
+
+    def build(dockerfile: str | None, *flags: str, files: dict[str, str] | None = None) -> tuple[int, str]:
+        ctx = tmp_path / uuid.uuid4().hex
+        ctx.mkdir()
+        write(ctx, files or {})
+        if dockerfile is not None:
+            (ctx / "Dockerfile").write_text(dockerfile)
+        result = run("build", *flags, str(ctx), timeout=300)
+        return result.returncode, result.stderr
+
+    code, err = build(None)
+    assert (
+        code == 1
+        and "unable to prepare context: unable to evaluate symlinks in Dockerfile path: lstat" in err
+    )
+    code, err = build("FROM busybox\nFOO bar\n")
+    assert code == 1
+    assert err.strip().endswith(
+        "Error response from daemon: dockerfile parse error line 2: unknown instruction: FOO"
+    )
+    code, err = build("FROM busybox\nCOPY missing.txt /\n")
+    assert (code, err.strip().splitlines()[-1]) == (
+        1,
+        "COPY failed: file not found in build context or excluded by .dockerignore: "
+        "stat missing.txt: file does not exist",
+    )
+    code, err = build("FROM busybox\nCOPY ../outside /\n")
+    assert (code, err.strip().splitlines()[-1]) == (
+        1,
+        "COPY failed: forbidden path outside the build context: ../outside ()",
+    )
+    code, err = build(
+        "FROM busybox\nCOPY secret.log /\n", files={"secret.log": "x", ".dockerignore": "*.log"}
+    )
+    assert code == 1 and "file not found in build context or excluded by .dockerignore" in err
+
+    containers_before = set(docker("ps", "-aq", "--no-trunc").stdout.split())
+    mounts_before = mounts_under(daemon.data_root)
+    code, err = build(f"FROM busybox\nRUN echo {uuid.uuid4().hex}; echo oops >&2; exit 3\n")
+    assert code == 3
+    assert "The command '/bin/sh -c echo" in err and "returned a non-zero code: 3" in err
+    assert set(docker("ps", "-aq", "--no-trunc").stdout.split()) == containers_before
+    assert mounts_under(daemon.data_root) == mounts_before
+
+    code, err = build("FROM no-such-namespace/no-such-image:1\n")
+    assert code == 1 and err.strip()
+    code, err = build("FROM busybox\n", "--target", "nope")
+    assert code == 1 and "failed to reach build target nope in Dockerfile" in err

@@ -174,8 +174,10 @@ class _QuietDaemon(DaemonProcess):
 class DockyardEngine(Engine):
     name = "dockyard"
 
-    def __init__(self, root: Path) -> None:
-        self.daemon = _QuietDaemon(root)
+    def __init__(self, root: Path, extra_args: list[str] | None = None, bridge: str | None = None) -> None:
+        self.daemon = _QuietDaemon(root, list(extra_args or []))
+        if bridge is not None:  # its own bridge device and nftables table, removed again by stop()
+            self.daemon.bridge = bridge
 
     def cli(self) -> list[str]:
         return [DOCKYARD, "-H", self.daemon.host]
@@ -240,6 +242,10 @@ class DockerEngine(Engine):
     def cli(self) -> list[str]:
         return ["docker", "-H", f"unix://{self.socket_path}"]
 
+    def network_args(self) -> list[str]:
+        """No bridge nor iptables rules, so the host's network is left alone (bench/network.py overrides)."""
+        return ["--bridge=none", "--iptables=false", "--ip-masq=false"]
+
     def env(self) -> dict[str, str]:
         return {**os.environ, "DOCKER_CONFIG": str(self.root / "client-config")}
 
@@ -258,7 +264,7 @@ class DockerEngine(Engine):
             "-H", f"unix://{self.socket_path}",
             "--pidfile", str(self.root / "dockerd.pid"),
             "--config-file", str(self.root / "daemon.json"),
-            "--bridge=none", "--iptables=false", "--ip-masq=false",
+            *self.network_args(),
         ]  # fmt: skip
         with open(self.log_path, "ab") as logf:
             self.proc = subprocess.Popen(

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
-import json
 import os
 import pty
 import secrets
@@ -22,9 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dockyard.linux.netlink import RtNetlink
-from dockyard.linux.nftables import Nftables, NftablesError
-from dockyard.network import firewall
+from dockyard.network import remove_host_networking
 
 BIN_DIR = Path(sys.executable).parent
 DOCKYARDD = str(BIN_DIR / "dockyardd")
@@ -142,15 +138,7 @@ class DaemonProcess:
 
     def remove_network(self) -> None:
         """Delete this daemon's bridges (the default one and its user networks') and its nftables table."""
-        devices = {self.bridge}
-        for record in (self.data_root / "network" / "networks").glob("*.json"):
-            with contextlib.suppress(OSError, ValueError):
-                devices.add(json.loads(record.read_text()).get("device") or self.bridge)
-        with RtNetlink() as nl:
-            for device in devices:
-                nl.delete_link(device)
-        with contextlib.suppress(NftablesError):
-            Nftables().run(firewall.remove(firewall.table_name(self.bridge)))
+        remove_host_networking(self.data_root, self.bridge)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from harness import DaemonProcess, Result, run_cli, unique, until
+from harness import DOCKYARD, DaemonProcess, Result, run_cli, unique, until
 
 TIMEOUT = 60.0
 
@@ -55,6 +55,11 @@ def host_address() -> str | None:
 
 def host_links() -> set[str]:
     return set(os.listdir("/sys/class/net"))
+
+
+def bridge_ports(daemon: DaemonProcess) -> set[str]:
+    """The veths plugged into the daemon's default bridge (other daemons' come and go on their own)."""
+    return set(os.listdir(f"/sys/class/net/{daemon.bridge}/brif"))
 
 
 def port_free(port: int) -> bool:
@@ -138,7 +143,7 @@ def test_seed_scenario_serves_the_host_folder(docker, names, tmp_path: Path) -> 
 
 
 def test_a_host_port_in_use_fails_the_start_and_leaves_nothing(docker, daemon, names) -> None:
-    links_before, boxes_before, netns_before = host_links(), sandboxes(daemon), netns_files(daemon)
+    links_before, boxes_before, netns_before = bridge_ports(daemon), sandboxes(daemon), netns_files(daemon)
     with socket.socket() as listener:
         listener.bind(("0.0.0.0", 0))
         listener.listen()
@@ -156,7 +161,7 @@ def test_a_host_port_in_use_fails_the_start_and_leaves_nothing(docker, daemon, n
         ), errors[0]
     state = json.loads(docker("inspect", name).stdout)[0]["State"]
     assert state["Status"] == "created" and not state["Running"], state
-    assert host_links() == links_before
+    assert bridge_ports(daemon) <= links_before
     assert sandboxes(daemon) == boxes_before and netns_files(daemon) == netns_before
     assert f"dport {port}" not in nat_rules(daemon)
 
@@ -316,5 +321,45 @@ def test_a_published_port_and_the_address_outlive_a_daemon_restart(workdir: Path
         assert cli("rm", "-f", "kept").returncode == 0
         until("the host port to be freed", lambda: port_free(port), TIMEOUT)
         assert sandboxes(proc) == [] and netns_files(proc) == []
+    finally:
+        proc.stop()
+
+
+CYCLES = int(os.environ.get("DOCKYARD_LEAK_CYCLES", "200"))
+
+
+def test_run_rm_publish_cycles_leave_nothing(daemon: DaemonProcess) -> None:
+    """200 `run --rm -p PORT:80` (the same host port each time, so each cycle also proves it was freed):
+    no veth, namespace, sandbox record, DNAT rule, listener or namespace mount is left."""
+    port = free_port()
+    ports_before, boxes_before, netns_before = bridge_ports(daemon), sandboxes(daemon), netns_files(daemon)
+    for _ in range(CYCLES):
+        done = run_cli([DOCKYARD, "-H", daemon.host, "run", "--rm", "-p", f"{port}:80", "busybox", "true"])
+        assert done.returncode == 0, done.output
+    assert bridge_ports(daemon) <= ports_before
+    assert sandboxes(daemon) == boxes_before and netns_files(daemon) == netns_before
+    assert f"dport {port}" not in nat_rules(daemon)
+    assert port_free(port)
+    netns_dir = str(daemon.exec_root / "netns") + "/"
+    with open("/proc/self/mountinfo") as f:
+        left = [line for line in f if " - nsfs " in line and line.split()[4].startswith(netns_dir)]
+    assert len(left) == len(netns_before), left
+
+
+def test_a_daemon_without_a_default_bridge(workdir: Path, registry) -> None:
+    """`--bridge none`, as dockerd's: no `bridge` network; containers get only lo; user networks work."""
+    proc = DaemonProcess(
+        workdir / unique("nobridge"), ["--registry-mirror", registry.url, "--bridge", "none"]
+    )
+    proc.start()
+    try:
+        listed = run_cli(
+            ["docker", "-H", proc.host, "network", "ls", "--format", "{{.Name}}"], timeout=TIMEOUT
+        )
+        assert sorted(listed.stdout.split()) == ["host", "none"], listed.output
+        run = run_cli(
+            ["docker", "-H", proc.host, "run", "--rm", "busybox", "ls", "/sys/class/net"], timeout=TIMEOUT
+        )
+        assert run.returncode == 0 and run.stdout.split() == ["lo"], run.output
     finally:
         proc.stop()

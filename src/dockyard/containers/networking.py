@@ -69,6 +69,8 @@ class ContainerNetworking:
         try:
             net = self.networks.get(mode)
         except NetworkError as e:
+            if (host_config.get("NetworkMode") or "default") == "default" and mode == "bridge":
+                return {}, warnings  # a daemon without a default bridge (`--bridge=none`): only lo
             raise ContainerNetworkError(str(e), e.status) from None
         endpoints = (networking_config or {}).get("EndpointsConfig") or {}
         settings = dict(endpoints.get(mode) or endpoints.get(net.name) or endpoints.get(net.id) or {})

@@ -1,7 +1,7 @@
 """Networks: bridges, IPAM, container sandboxes (netns + veth), published ports, embedded DNS."""
 
 from .ipam import AddressPool, IpamError, parse_pools
-from .service import Endpoint, Network, NetworkError, NetworkService, Sandbox
+from .service import Endpoint, Network, NetworkError, NetworkService, Sandbox, remove_host_networking
 
 __all__ = [
     "AddressPool",
@@ -12,4 +12,5 @@ __all__ = [
     "NetworkService",
     "Sandbox",
     "parse_pools",
+    "remove_host_networking",
 ]

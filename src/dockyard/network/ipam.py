@@ -86,9 +86,10 @@ def allocate(
         if wanted in used or wanted == gateway:
             raise IpamError(f"Address already in use: {wanted}")
         return wanted
-    for address in (ip_range or subnet).hosts():
+    ends = (subnet.network_address, subnet.broadcast_address)  # a range's own ends are usable
+    for address in ip_range or subnet:
         text = str(address)
-        if address in subnet and text != gateway and text not in used:
+        if address in subnet and address not in ends and text != gateway and text not in used:
             return text
     raise IpamError(f"no available IPv4 addresses on this network's address pools: {subnet}")
 

@@ -1,6 +1,6 @@
 """Published ports: from a container's ExposedPorts/PortBindings/PublishAllPorts to host-port mappings, each
-held on the host by a bound (not listening) socket so no other program, and no other container, can take it
-while the kernel's DNAT forwards it to the container."""
+held on the host by a socket of the daemon's so no other program, and no other container, can take it while
+the kernel's DNAT forwards it to the container."""
 
 from __future__ import annotations
 
@@ -121,6 +121,10 @@ class PortHolder:
         sock = socket.socket(socket.AF_INET, _SOCK_TYPES[proto] | socket.SOCK_CLOEXEC, _PROTOS[proto])
         try:
             sock.bind((host_ip, port))
+            if proto == "tcp":
+                # listening shows the port as the daemon's in `ss -ltnp` (as docker-proxy does); DNAT
+                # rewrites every connection before it could reach this socket
+                sock.listen(1)
         except OSError:
             sock.close()
             raise

@@ -214,7 +214,16 @@ class NetworkService:
 
     def _ensure_predefined(self) -> None:
         by_name = {n.name: n for n in self.networks.values()}
+        for name, driver in (("host", "host"), ("none", "null")):
+            if name not in by_name:
+                self._save(Network(id=secrets.token_hex(32), name=name, driver=driver, created=_now()))
         default = by_name.get("bridge")
+        if self.bridge == "none":  # dockerd's `--bridge=none`: no default bridge, containers get only lo
+            if default is not None:
+                self.networks.pop(default.id, None)
+                with contextlib.suppress(FileNotFoundError):
+                    (self._networks_dir / f"{default.id}.json").unlink()
+            return
         if default is None or (self.bip and parse_bip(self.bip)[0] != ipaddress.IPv4Network(default.subnet)):
             if self.bip:
                 subnet, gateway = parse_bip(self.bip)
@@ -236,9 +245,6 @@ class NetworkService:
             "com.docker.network.bridge.name": self.bridge,
             "com.docker.network.driver.mtu": str(self.mtu or 1500),
         }
-        for name, driver in (("host", "host"), ("none", "null")):
-            if name not in by_name:
-                self._save(Network(id=secrets.token_hex(32), name=name, driver=driver, created=_now()))
 
     def _free_subnet(self, exclude_device: str = "") -> ipaddress.IPv4Network:
         with RtNetlink() as nl:
@@ -669,3 +675,19 @@ def _sysctl(key: str, value: str) -> None:
             f.write(value)
     except OSError as e:
         log.warning("sysctl %s=%s: %s", key.replace("/", "."), value, e)
+
+
+def remove_host_networking(data_root: Path | str, bridge: str = "") -> None:
+    """Delete what a stopped daemon left on the host for its containers: its bridges (the default one and
+    its user networks') and its nftables table. For test runs, benchmarks and demos that start a daemon of
+    their own; a user's daemon keeps them, as dockerd keeps docker0."""
+    bridge = bridge or DEFAULT_BRIDGE
+    devices = {bridge}
+    for record in (Path(data_root) / "network" / "networks").glob("*.json"):
+        with contextlib.suppress(OSError, ValueError):
+            devices.add(json.loads(record.read_text()).get("device") or bridge)
+    with RtNetlink() as nl:
+        for device in devices:
+            nl.delete_link(device)
+    with contextlib.suppress(NftablesError):
+        Nftables().run(firewall.remove(firewall.table_name(bridge)))

@@ -200,7 +200,9 @@ def validate_extra_host(value: str) -> str:
     return f"{name}:{address}"
 
 
-_DOMAIN = re.compile(
+# patterns kept as text and compiled (and cached by re) on first use: compiled at import they cost the
+# CLI's start-up ~6 ms
+_DOMAIN = (
     r"^(:?(:?[a-zA-Z0-9]|(:?[a-zA-Z0-9][a-zA-Z0-9\-]*[a-zA-Z0-9]))"
     r"(:?\.(:?[a-zA-Z0-9]|(:?[a-zA-Z0-9][a-zA-Z0-9\-]*[a-zA-Z0-9])))*)\.?\s*$"
 )
@@ -211,27 +213,25 @@ def validate_dns_search(value: str) -> str:
     value = value.strip(" ")
     if value == ".":
         return value
-    match = _DOMAIN.match(value) if re.search("[a-zA-Z]", value) else None
+    match = re.match(_DOMAIN, value) if re.search("[a-zA-Z]", value) else None
     if match is None or len(match.group(1)) >= 255:
         raise ValueError(f"{value} is not a valid domain")
     return match.group(1)
 
 
-_MAC = re.compile(
-    r"^[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}$|^(?:[0-9A-Fa-f]{4}\.){2}[0-9A-Fa-f]{4}$"
-)
+_MAC = r"^[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}$|^(?:[0-9A-Fa-f]{4}\.){2}[0-9A-Fa-f]{4}$"
 
 
 def validate_mac(value: str) -> str:
     """net.ParseMAC for the EUI-48 forms (`02:42:ac:11:00:02`, `02-42-...`, `0242.ac11.0002`)."""
-    if not _MAC.match(value.strip()):
+    if not re.match(_MAC, value.strip()):
         raise ValueError(f"{value} is not a valid mac address")
     return value
 
 
 # --- --network, --network-alias, --ip ---------------------------------------------------------------------
 
-_LONG_SYNTAX = re.compile(r"\w+=\w+", re.ASCII)
+_LONG_SYNTAX = r"(?a)\w+=\w+"
 
 
 def parse_network_opt(value: str) -> dict[str, Any]:
@@ -245,7 +245,7 @@ def parse_network_opt(value: str) -> dict[str, Any]:
         "Links": [],
         "LinkLocalIPs": [],
     }
-    if not _LONG_SYNTAX.search(value):
+    if not re.search(_LONG_SYNTAX, value):
         return option
     import csv
 

@@ -246,6 +246,7 @@ class UserlandProxy:
                 pass_fds=(write,),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,  # its errors come on fd 3; it logs its own stopping on stderr
                 start_new_session=True,
             )
         finally:
@@ -264,6 +265,18 @@ class UserlandProxy:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+
+
+def docker_proxy_running(port: int) -> bool:
+    """Whether a docker-proxy process serves host port `port` (so the docker route is its userland proxy)."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"docker-proxy") and str(port).encode() in argv:
+            return True
+    return False
 
 
 def start_server(engine: Engine, port: int) -> tuple[str, str]:
@@ -332,6 +345,8 @@ def run_benchmark(
                     Route("dockyard-proxy", "dockyard: userland proxy", f"http://127.0.0.1:{proxy.port}"),
                 ]
             else:
+                if not docker_proxy_running(port):
+                    raise RuntimeError(f"{engine.name}: no docker-proxy serves port {port}")
                 routes += [
                     Route("docker-direct", "docker: container address, no forwarding", f"http://{ip}"),
                     Route("docker-publish", "docker: `-p` (its docker-proxy)", f"http://127.0.0.1:{port}"),
@@ -387,6 +402,7 @@ def render(
 ) -> str:
     versions = ", ".join(f"{r.engine} {r.version}" for r in results)
     by_key = {p.key: p for p in paths}
+    busy = ": other work shared the machine, hence some spread" if load[0] >= 0.5 else ""
     lines = [
         f"## {SECTION}",
         "",
@@ -403,9 +419,7 @@ def render(
         f"median of {args.ab_runs}. "
         "All paths measured round by round in rotating order. The script took "
         f"{elapsed / 60:.0f} min; the load average (1 min) was {load[0]:.1f} at its start and {load[1]:.1f} "
-        "at its end: other work shared the machine (other tests ran beside it), hence some spread."
-        if load[0] >= 0.5
-        else "at its end.",
+        f"at its end{busy}.",
         "",
         f"| from the host to the container's port 80 | {BIG_MB} MB file | 1 KB file, new connection each |",
         "| --- | ---: | ---: |",
@@ -474,8 +488,8 @@ def render(
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=9, help="fetches of the 100 MB file per path")
-    parser.add_argument("--ab-runs", type=int, default=3, help="ab runs per path")
+    parser.add_argument("--runs", type=int, default=25, help="fetches of the 100 MB file per path")
+    parser.add_argument("--ab-runs", type=int, default=5, help="ab runs per path")
     parser.add_argument("--requests", type=int, default=3000, help="requests per ab run")
     parser.add_argument("--concurrency", type=int, default=4, help="ab -c")
     parser.add_argument("--rm-runs", type=int, default=10)

@@ -269,6 +269,33 @@ def test_no_cache_and_quiet(dockyard, daemon: DaemonProcess, tmp_path: Path) -> 
     assert not list((daemon.data_root / "image" / "content" / "ingest").iterdir())
 
 
+def test_intermediate_images_hide_and_go_with_their_image(docker, tmp_path: Path) -> None:
+    """As dockerd: a build's untagged steps show only with `images -a`, are not dangling, and `rmi` of the
+    built image deletes them (its chain of untagged parents) too."""
+    marker = uuid.uuid4().hex
+    ctx = write(tmp_path, {"Dockerfile": f"FROM busybox\nRUN echo {marker} > /m\nENV M={marker}\nRUN true\n"})
+    tag = unique("layered").lower()
+    assert (
+        docker("build", "-q", "-t", tag, str(ctx), timeout=300, env={"DOCKER_BUILDKIT": "0"}).returncode == 0
+    )
+    history = docker("history", "-q", tag).stdout.split()
+    steps = [h for h in history if h != "<missing>"][1:4]  # the image's own parents: RUN, ENV, RUN
+    assert len(steps) == 3, history
+    shown = docker("images", "-q", "--no-trunc").stdout
+    everything = docker("images", "-aq").stdout.split()
+    dangling = docker("images", "-q", "-f", "dangling=true").stdout.split()
+    for step in steps[:2]:
+        assert step not in shown and step in everything and step not in dangling
+    removed = docker("rmi", tag)
+    assert removed.returncode == 0, removed.output
+    deleted = [
+        line.split()[-1][len("sha256:") :][:12] for line in removed.stdout.splitlines() if "Deleted" in line
+    ]
+    for step in steps[:2]:
+        assert step in deleted, removed.stdout
+    assert not set(steps[:2]) & set(docker("images", "-aq").stdout.split())
+
+
 @pytest.mark.parametrize("cli", ["dockyard", "docker"])
 def test_bad_input(cli: str, dockyard, docker, daemon: DaemonProcess, tmp_path: Path) -> None:
     run = dockyard if cli == "dockyard" else (lambda *a, **k: docker(*a, env=CLASSIC, **k))

@@ -139,11 +139,17 @@ class ImageService:
         before_time = self._created(self.store.images[before]) if before else None
         since_time = self._created(self.store.images[since]) if since else None
         out = []
+        parents = self._parents()
         for record in self.store.images.values():
             config = self.config(record)
             tags = self._repo_tags(record)
             digests = self._repo_digests(record)
-            if dangling and dangling[0].lower() in ("true", "1") and tags:
+            # as dockerd: an untagged image that is a parent (a build's intermediate step) shows only
+            # with -a, and is not dangling
+            intermediate = not tags and not digests and record.id in parents
+            if intermediate and not all_images:
+                continue
+            if dangling and dangling[0].lower() in ("true", "1") and (tags or intermediate):
                 continue
             if dangling and dangling[0].lower() in ("false", "0") and not tags:
                 continue
@@ -324,8 +330,29 @@ class ImageService:
             self.store.remove(record.id)
             records.append({"Deleted": record.id})
             if prune:
+                records += [{"Deleted": image_id} for image_id in self._remove_unused_parents(record)]
                 records += [{"Deleted": chain} for chain in self._collect_garbage()]
             return records
+
+    def _parents(self) -> set[str]:
+        """IDs of the images that are some local image's parent (the builder records `extra.parent`)."""
+        return {p for r in self.store.images.values() if (p := r.extra.get("parent"))}
+
+    def _remove_unused_parents(self, record: ImageRecord) -> list[str]:
+        """dockerd's prune of parents after a delete: each untagged parent with no other child and no
+        container goes too, up the chain (a built image takes its intermediate steps with it)."""
+        removed = []
+        parent_id = record.extra.get("parent", "")
+        while parent_id and parent_id in self.store.images:
+            parent = self.store.images[parent_id]
+            if self.store.tags_of(parent_id) or self.store.digests_of(parent_id):
+                break
+            if parent_id in self._parents() or self.container_users(parent_id):
+                break
+            self.store.remove(parent_id)
+            removed.append(parent_id)
+            parent_id = parent.extra.get("parent", "")
+        return removed
 
     def _check_conflict(self, record: ImageRecord, soft: bool, hard: bool, ref_name: str = "") -> None:
         for use in self.container_users(record.id):
@@ -383,9 +410,13 @@ class ImageService:
         async with self.lock:
             before = self._disk_usage()
             for record in list(self.store.images.values()):
+                if record.id not in self.store.images:  # removed meanwhile as a pruned parent
+                    continue
                 tags = self.store.tags_of(record.id)
                 if tags and not all_images:
                     continue
+                if record.id in self._parents() and not all_images:
+                    continue  # an intermediate image: it goes with its child
                 if self.container_users(record.id):
                     continue
                 config = self.config(record)
@@ -398,6 +429,7 @@ class ImageService:
                     deleted.append({"Untagged": ref.familiar()})
                 self.store.remove(record.id)
                 deleted.append({"Deleted": record.id})
+                deleted += [{"Deleted": image_id} for image_id in self._remove_unused_parents(record)]
             deleted += [{"Deleted": chain} for chain in self._collect_garbage()]
             reclaimed = max(0, before - self._disk_usage())
         return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}

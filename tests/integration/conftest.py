@@ -60,6 +60,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("daemon", marker.args or RUNTIMES, indirect=True, scope="session")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def host_networking_cleanup() -> Iterator[None]:
+    """Whatever daemon a test started (and killed, or left to a crash test): at the end of the run its
+    process is stopped and its bridges and nftables table are gone."""
+    yield
+    for proc in DaemonProcess.instances:
+        proc.stop()
+        proc.remove_network()
+
+
 @pytest.fixture(scope="session")
 def daemons(workdir: Path, registry: registry_tool.RegistryProcess) -> Iterator[dict[str, DaemonProcess]]:
     """The session's daemons by default runtime, each started when first asked for."""

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import pty
-import secrets
 import select
 import signal
 import socket
@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from dockyard.network import remove_host_networking
 
@@ -48,8 +48,15 @@ class DaemonProcess:
     root: Path
     extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
-    # a bridge of its own, so test daemons never touch a user's dockyard0 nor each other's
-    bridge: str = field(default_factory=lambda: "dyt" + secrets.token_hex(4))
+    # a bridge of its own, so test daemons never touch a user's dockyard0 nor each other's; named after the
+    # root, so a second DaemonProcess on the same root (a restart) takes the same bridge
+    bridge: str = ""
+    instances: ClassVar[list[DaemonProcess]] = []
+
+    def __post_init__(self) -> None:
+        if not self.bridge:
+            self.bridge = "dyt" + hashlib.sha256(str(self.root).encode()).hexdigest()[:8]
+        DaemonProcess.instances.append(self)
 
     @property
     def socket_path(self) -> str:

@@ -102,7 +102,7 @@ def test_stats(daemon: DaemonProcess, docker, dockyard, docker_client, clean) ->
     assert table.returncode == 0, table.output
     header, row = table.stdout.splitlines()
     assert re.match(
-        r"CONTAINER ID   NAME +CPU % +MEM USAGE / LIMIT   MEM % +NET I/O   BLOCK I/O   PIDS$", header
+        r"CONTAINER ID   NAME +CPU % +MEM USAGE / LIMIT   MEM % +NET I/O +BLOCK I/O   PIDS$", header
     ), header
     assert row.startswith(cid[:12] + "   " + name)
     assert re.search(r"\d+\.\d\d% +[\d.]+[KMG]?i?B / [\d.]+[KMG]iB +\d+\.\d\d% .* 1$", row), row

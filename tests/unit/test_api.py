@@ -10,11 +10,14 @@ from aiohttp.test_utils import TestClient, TestServer
 from dockyard.api import build_app
 from dockyard.api.system import event_matches, parse_timestamp
 from dockyard.engine import Daemon, Event, build_config
+from dockyard.engine.config import NO_HOST_NETWORK
 
 
 @pytest.fixture
 def daemon(tmp_path):
-    config = build_config({}, {"data-root": str(tmp_path / "data"), "exec-root": str(tmp_path / "exec")}, "x")
+    config = build_config(
+        NO_HOST_NETWORK, {"data-root": str(tmp_path / "data"), "exec-root": str(tmp_path / "exec")}, "x"
+    )
     (tmp_path / "data").mkdir()
     return Daemon(config)
 

@@ -706,8 +706,11 @@ def test_bad_changes(change, message):
 @pytest.fixture
 def daemon(tmp_path):
     from dockyard.engine import Daemon, build_config
+    from dockyard.engine.config import NO_HOST_NETWORK
 
-    config = build_config({}, {"data-root": str(tmp_path / "data"), "exec-root": str(tmp_path / "exec")}, "x")
+    config = build_config(
+        NO_HOST_NETWORK, {"data-root": str(tmp_path / "data"), "exec-root": str(tmp_path / "exec")}, "x"
+    )
     (tmp_path / "data").mkdir()
     return Daemon(config)
 

@@ -172,3 +172,22 @@ def test_stats_calculations() -> None:
         "PIDs": "3",
     }
     assert stats_row({"name": "", "id": ""}, "x")["Name"] == "--"
+
+
+def test_interface_stats_from_proc_net_dev() -> None:
+    from dockyard.containers.stats import interface_stats
+
+    header = (
+        "Inter-| Receive | Transmit\n face |bytes packets errs drop fifo frame compressed multicast|...\n"
+    )
+    text = (
+        header
+        + "    lo: 100 2 0 0 0 0 0 0 100 2 0 0 0 0 0 0\n"
+        + "  eth0: 1500 12 1 2 0 0 0 0 900 7 3 4 0 0 0 0\n"
+    )
+    assert interface_stats(1, text) == {
+        "eth0": {
+            "rx_bytes": 1500, "rx_packets": 12, "rx_errors": 1, "rx_dropped": 2,
+            "tx_bytes": 900, "tx_packets": 7, "tx_errors": 3, "tx_dropped": 4,
+        }
+    }  # fmt: skip

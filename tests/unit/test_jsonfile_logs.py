@@ -132,7 +132,9 @@ def test_tail_of_a_single_file_and_of_a_missing_log(tmp_path: Path) -> None:
 
 def test_follow_sees_appended_lines_and_rotation(tmp_path: Path) -> None:
     log = tmp_path / "log"
-    w = JsonFileWriter(log, max_size=150, max_file=5)
+    # enough files that no rotation deletes one the reader has not reached yet, however late it is scheduled
+    # on a loaded machine (rotation that outruns a reader loses lines, by design, as Docker's does)
+    w = JsonFileWriter(log, max_size=150, max_file=30)
     w.write("stdout", b"before\n")
     done = threading.Event()
     got: list[bytes] = []
@@ -157,7 +159,7 @@ def test_follow_sees_appended_lines_and_rotation(tmp_path: Path) -> None:
         t.join(10)
     assert not t.is_alive()
     assert got == [b"before\n"] + [f"after {i}\n".encode() for i in range(20)]
-    assert len(log_files(log)) == 5
+    assert len(log_files(log)) >= 5  # it did rotate, several times
 
 
 def test_follow_stops_when_told_and_everything_is_read(tmp_path: Path) -> None:

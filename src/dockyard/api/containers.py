@@ -17,19 +17,14 @@ from ..logs.jsonfile import format_time
 from ..runtime import shim_protocol
 from ..units import parse_time
 from .errors import BadRequest
-from .http import json_response, query_bool, query_filters, query_int
+from .http import json_body, json_response, query_bool, query_filters, query_int
 from .routing import Route, daemon_of
 
 log = logging.getLogger("dockyard.api")
 
 
 async def create(request: web.Request) -> web.Response:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadRequest("invalid JSON body") from None
-    if not isinstance(body, dict):
-        raise BadRequest("invalid JSON body")
+    body = await json_body(request)
     daemon = daemon_of(request)
     container_id, warnings = daemon.containers.create(request.query.get("name", ""), body)
     return json_response({"Id": container_id, "Warnings": warnings or []}, 201)

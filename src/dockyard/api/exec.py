@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import struct
-from typing import Any
 
 from aiohttp import web
 
@@ -13,7 +11,7 @@ from ..containers.service import ContainerError, ExecStartFailed
 from ..runtime import shim_protocol
 from .containers import _copy_streams, _hijack
 from .errors import ApiError, BadRequest
-from .http import json_response
+from .http import json_body, json_response
 from .routing import Route, daemon_of
 
 log = logging.getLogger("dockyard.api")
@@ -22,23 +20,8 @@ log = logging.getLogger("dockyard.api")
 END_WAIT = 10.0
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    if not request.can_read_body:
-        return {}
-    raw = await request.read()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadRequest("invalid JSON body") from None
-    if not isinstance(body, dict):
-        raise BadRequest("invalid JSON body")
-    return body
-
-
 async def create(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await json_body(request)
     exec_id = daemon_of(request).containers.exec_create(request.match_info["id"], body)
     return json_response({"Id": exec_id}, 201)
 
@@ -56,7 +39,7 @@ async def start(request: web.Request) -> web.StreamResponse:
     process that cannot be started still gets the 101: dockerd writes its error into the stream."""
     service = daemon_of(request).containers
     exec_id = request.match_info["id"]
-    body = await _body(request)
+    body = await json_body(request)
     record = service.exec_check_start(exec_id)
     if body.get("Detach"):
         try:

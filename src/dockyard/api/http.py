@@ -60,3 +60,19 @@ def query_filters(request: web.Request) -> dict[str, list[str]]:
         else:
             raise BadRequest(f"invalid filter '{raw}'")
     return filters
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """A request's JSON object; none (or only blanks) reads as {}, anything else is a 400."""
+    if not request.can_read_body:
+        return {}
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadRequest("invalid JSON body") from None
+    if not isinstance(body, dict):
+        raise BadRequest("invalid JSON body")
+    return body

@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import re
-from typing import Any
 
 from aiohttp import web
 
 from ..network import Network
 from .errors import BadRequest
-from .http import json_response, query_filters
+from .http import json_body, json_response, query_filters
 from .routing import Route, daemon_of
 
 _FILTERS = {"dangling", "driver", "id", "label", "name", "scope", "type"}
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadRequest("invalid JSON body") from None
-    if not isinstance(body, dict):
-        raise BadRequest("invalid JSON body")
-    return body
 
 
 def _labels_match(labels: dict[str, str], wanted: list[str]) -> bool:
@@ -82,7 +70,7 @@ async def inspect_network(request: web.Request) -> web.Response:
 
 async def create_network(request: web.Request) -> web.Response:
     daemon = daemon_of(request)
-    body = await _body(request)
+    body = await json_body(request)
     name = body.get("Name") or ""
     if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", name):
         raise BadRequest(f'invalid name "{name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed')
@@ -101,7 +89,7 @@ async def remove_network(request: web.Request) -> web.Response:
 
 async def connect(request: web.Request) -> web.Response:
     daemon = daemon_of(request)
-    body = await _body(request)
+    body = await json_body(request)
     container = body.get("Container") or ""
     if not container:
         raise BadRequest("no container specified")
@@ -113,7 +101,7 @@ async def connect(request: web.Request) -> web.Response:
 
 async def disconnect(request: web.Request) -> web.Response:
     daemon = daemon_of(request)
-    body = await _body(request)
+    body = await json_body(request)
     container = body.get("Container") or ""
     if not container:
         raise BadRequest("no container specified")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
@@ -10,7 +9,7 @@ from aiohttp import web
 from .. import API_VERSION
 from ..volumes import VolumeError
 from .errors import ApiError, BadRequest
-from .http import json_response, query_bool, query_filters
+from .http import json_body, json_response, query_bool, query_filters
 from .routing import Route, daemon_of
 
 
@@ -41,12 +40,7 @@ async def list_volumes(request: web.Request) -> web.Response:
 
 
 async def create(request: web.Request) -> web.Response:
-    try:
-        body = await request.json() if request.can_read_body else {}
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadRequest("invalid JSON body") from None
-    if not isinstance(body, dict):
-        raise BadRequest("invalid JSON body")
+    body = await json_body(request)
     name = body.get("Name") or ""
     if not isinstance(name, str):
         raise BadRequest("invalid Name: expected a string")

@@ -1258,6 +1258,8 @@ class ContainerService:
             sample.update(cstats.cgroup_stats(cgroup, cstats.machine_memory()))
         sample["cpu_stats"]["system_cpu_usage"] = cstats.system_cpu_usage()
         sample["cpu_stats"]["online_cpus"] = cstats.online_cpus()
+        if self.net.sandbox(c) is not None and c.state.pid:
+            sample["networks"] = cstats.interface_stats(c.state.pid)
         return sample
 
     async def stats(

@@ -236,3 +236,29 @@ def machine_memory() -> int:
     except (OSError, ValueError, IndexError):
         pass
     return 0
+
+
+_NET_DEV_FIELDS = ("bytes", "packets", "errors", "dropped")
+
+
+def interface_stats(pid: int, net_dev: str | None = None) -> dict[str, dict[str, int]]:
+    """dockerd's `networks` of a stats sample: each interface but lo of the container's namespace, from
+    /proc/<pid>/net/dev (receive columns first, transmit from the ninth)."""
+    if net_dev is None:
+        try:
+            with open(f"/proc/{pid}/net/dev") as f:
+                net_dev = f.read()
+        except OSError:
+            return {}
+    out: dict[str, dict[str, int]] = {}
+    for line in net_dev.splitlines()[2:]:
+        name, _, rest = line.partition(":")
+        name = name.strip()
+        values = rest.split()
+        if name == "lo" or len(values) < 16:
+            continue
+        numbers = [int(v) for v in values]
+        entry = {f"rx_{k}": numbers[i] for i, k in enumerate(_NET_DEV_FIELDS)}
+        entry.update({f"tx_{k}": numbers[8 + i] for i, k in enumerate(_NET_DEV_FIELDS)})
+        out[name] = entry
+    return out

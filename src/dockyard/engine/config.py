@@ -40,6 +40,11 @@ KNOWN_DOCKERD_KEYS = frozenset(
 )
 
 
+# daemon.json directives for a daemon that changes nothing of the host's network: no default bridge, no
+# nftables table, no ip_forward (in-process daemons of unit tests; published ports are refused)
+NO_HOST_NETWORK: dict[str, Any] = {"bridge": "none", "iptables": False, "ip-forward": False}
+
+
 class ConfigError(Exception):
     """A configuration problem, worded as one line for the user."""
 

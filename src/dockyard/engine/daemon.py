@@ -98,6 +98,8 @@ class Daemon:
                 bip=self.config.bip,
                 pools=pools or None,
                 mtu=int(self.config.extra.get("mtu") or 0),
+                firewall_rules=self.config.extra.get("iptables", True) is not False,
+                ip_forward=self.config.extra.get("ip-forward", True) is not False,
             )
             service.setup()
         except (IpamError, NetworkError, OSError, ValueError) as e:

@@ -142,6 +142,8 @@ class NetworkService:
         bip: str = "",
         pools: list[AddressPool] | None = None,
         mtu: int = 0,
+        firewall_rules: bool = True,
+        ip_forward: bool = True,
     ) -> None:
         root = Path(data_root) / "network"
         self._networks_dir = root / "networks"
@@ -151,6 +153,10 @@ class NetworkService:
         self.bip = bip
         self.pools = pools or DEFAULT_POOLS
         self.mtu = mtu
+        # daemon.json's `iptables` and `ip-forward`, as dockerd's: with both false (and `--bridge none`) the
+        # daemon changes nothing of the host's network (no table, no sysctl), nor publishes ports
+        self.firewall_rules = firewall_rules
+        self.ip_forward = ip_forward
         self.table = firewall.table_name(self.bridge)
         self.networks: dict[str, Network] = {}
         self.sandboxes: dict[str, Sandbox] = {}
@@ -180,8 +186,10 @@ class NetworkService:
                 log.warning("sandbox record %s unreadable: %s", path, e)
                 continue
             self.sandboxes[box.container_id] = box
-        self._nft = Nftables()
-        _sysctl("net/ipv4/ip_forward", "1")
+        if self.firewall_rules:
+            self._nft = Nftables()
+        if self.ip_forward:
+            _sysctl("net/ipv4/ip_forward", "1")
         self._ensure_predefined()
         for net in self.networks.values():
             if net.driver == "bridge":
@@ -471,6 +479,8 @@ class NetworkService:
                     raise NetworkError(f"network {network_id} not found", 404)
                 box.endpoints.append(self._new_endpoint(net, index, settings, used))
                 used.add(box.endpoints[-1].address)
+            if request.ports and not self.firewall_rules:
+                raise NetworkError("published ports need the daemon's nftables rules (iptables: false)", 400)
             holder = PortHolder()
             try:
                 box.ports = reserve(request.ports, self.allocated_ports(), holder)
@@ -568,16 +578,18 @@ class NetworkService:
                 holder.close()
             if box is None:
                 return
-            with RtNetlink() as nl:
-                for ep in box.endpoints:
-                    try:
-                        nl.delete_link(ep.host_veth)
-                    except NetlinkError as e:
-                        log.warning("container %s: delete %s: %s", container_id[:12], ep.host_veth, e)
+            # the namespace goes, and its veths with it, when the kernel frees it (its processes are gone):
+            # deleting a veth ourselves waits for an RCU grace period (~30 ms), on every container's exit
             try:
                 remove_netns(box.netns)
             except OSError as e:
                 log.warning("container %s: remove namespace %s: %s", container_id[:12], box.netns, e)
+                with RtNetlink() as nl:
+                    for ep in box.endpoints:
+                        try:
+                            nl.delete_link(ep.host_veth)
+                        except NetlinkError as e:
+                            log.warning("container %s: delete %s: %s", container_id[:12], ep.host_veth, e)
             if box.ports:
                 self._apply_firewall()
             with contextlib.suppress(FileNotFoundError):
@@ -658,7 +670,8 @@ class NetworkService:
         for box in self.sandboxes.values():
             if box.ports and box.endpoints:
                 forwards += [firewall.Forward(m, box.endpoints[0].address) for m in box.ports]
-        assert self._nft is not None
+        if self._nft is None:
+            return
         try:
             self._nft.run(firewall.render(self.table, bridges, forwards))
         except NftablesError as e:

@@ -192,12 +192,29 @@ def test_random_ports_publish_all_and_udp(docker, names) -> None:
     assert shown == f"0.0.0.0:{web}", shown
 
 
-def test_the_python_sdk_publishes_a_port(docker_client, names) -> None:
+def test_the_python_sdk_runs_the_seed_scenario(docker_client, names, tmp_path: Path) -> None:
+    """docker-py: httpd serving a host folder on a published port; `ro` binds refuse writes."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("from the sdk\n")
     port = free_port()
     name = unique("sdk")
     names.append(name)
-    container = docker_client.containers.run("httpd", detach=True, name=name, ports={"80/tcp": port})
-    assert fetch_when_up(f"http://127.0.0.1:{port}/").startswith("<html>")
+    container = docker_client.containers.run(
+        "httpd",
+        detach=True,
+        name=name,
+        ports={"80/tcp": port},
+        volumes={str(site): {"bind": "/usr/local/apache2/htdocs", "mode": "ro"}},
+    )
+    assert fetch_when_up(f"http://127.0.0.1:{port}/") == "from the sdk\n"
+    other = host_address()
+    if other:
+        assert fetch(f"http://{other}:{port}/") == "from the sdk\n"
+    (site / "index.html").write_text("edited\n")
+    assert fetch(f"http://127.0.0.1:{port}/") == "edited\n"
+    code, output = container.exec_run(["sh", "-c", "echo x > /usr/local/apache2/htdocs/new"])
+    assert code != 0 and b"Read-only file system" in output, output
     container.reload()
     assert container.ports == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(port)}]}
 

@@ -1,12 +1,13 @@
-"""Containers: dockyard against docker (and podman) on the same machine.
+"""Containers: dockyard against docker on the same machine, both on their default bridge.
 
-    sudo .venv/bin/python bench/containers.py [--runs 15] [--log-runs 2]
+    sudo .venv/bin/python bench/containers.py [--runs 15] [--concurrent-runs 3] [--log-runs 2]
 
-Each engine is started by this script on its own socket and data root (see bench/pull.py: dockerd with
-`--bridge=none`, so docker's containers run with `--network none`, as Dockyard's have no network yet) and
-gets busybox (built from the host's static binary) from Debian's docker-registry on 127.0.0.1.
-Figures, each the median of several runs, engines alternating run by run:
-- `run --rm busybox true`, start to exit of the CLI;
+Each engine is started by this script on its own socket, data root and default bridge (see
+bench/common.py: dockyardd on a bridge and subnet of its own, dockerd with its docker0 and iptables,
+restored after) and gets busybox (built from the host's static binary) from Debian's docker-registry on
+127.0.0.1. Every container gets the engine's default network (a netns, a veth, an address), as users run
+them, except the `--network none` row. Figures, each the median of several runs, engines alternating:
+- `run --rm busybox true`, start to exit of the CLI; and the same with `--network none`;
 - 20 concurrent `run -d busybox sleep`, from the first start to the last exit of the 20 CLIs;
 - the memory of each container's helper process (our shim, containerd-shim-runc-v2, conmon): its PSS,
   averaged over those 20 containers;
@@ -26,20 +27,16 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pull import DockerEngine, DockyardEngine, Engine, PodmanEngine, log, registry_tool
-from timing import available, replace_section
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-import testimages  # noqa: E402  (tools/testimages.py)
+from common import bench_env, busybox_engines, timed
+from pull import Engine, log
+from timing import write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = "Containers"
-IMAGE_REPO = "bench/busybox"
 CONCURRENT = 20
 LOG_BYTES = 200 * 1024 * 1024
 # 100-byte lines, as a chatty program writes them
@@ -51,31 +48,12 @@ class Results:
     engine: str
     version: str = ""
     run_rm: list[float] = field(default_factory=list)
+    run_rm_none: list[float] = field(default_factory=list)  # --network none
     concurrent: list[float] = field(default_factory=list)
     helper_pss: list[float] = field(default_factory=list)  # KiB, per container
     ps: list[float] = field(default_factory=list)
     log_write: list[float] = field(default_factory=list)
     logs_read: list[float] = field(default_factory=list)
-
-
-def timed(argv: list[str], env: dict[str, str], timeout: float = 300) -> float:
-    start = time.perf_counter()
-    done = subprocess.run(argv, env=env, capture_output=True, timeout=timeout)
-    elapsed = time.perf_counter() - start
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.decode().strip()}")
-    return elapsed
-
-
-def bench_env(engine: Engine) -> dict[str, str]:
-    env = engine.env()
-    # As on a user's machine: the warm-up run leaves .pyc files behind (see timing.time_command).
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    return env
-
-
-def run_options(engine: Engine) -> list[str]:
-    return ["--network", "none"] if engine.name in ("docker", "podman") else []
 
 
 def pss_kib(pid: int) -> float:
@@ -96,7 +74,7 @@ def parent_of(pid: int) -> int:
 
 def concurrent_round(engine: Engine, result: Results, measure_memory: bool) -> None:
     env = bench_env(engine)
-    argv = [*engine.cli(), "run", "-d", *run_options(engine), "busybox", "sleep", "3600"]
+    argv = [*engine.cli(), "run", "-d", "busybox", "sleep", "3600"]
     start = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(CONCURRENT) as pool:
         outs = list(
@@ -124,7 +102,7 @@ def concurrent_round(engine: Engine, result: Results, measure_memory: bool) -> N
 def log_round(engine: Engine, result: Results) -> None:
     env = bench_env(engine)
     start = time.perf_counter()
-    done = engine.run("run", "-d", *run_options(engine), "busybox", "sh", "-c", LOG_COMMAND)
+    done = engine.run("run", "-d", "busybox", "sh", "-c", LOG_COMMAND)
     if done.returncode != 0:
         raise RuntimeError(f"{engine.name} run: {done.stderr.strip()}")
     cid = done.stdout.strip()
@@ -145,39 +123,33 @@ def log_round(engine: Engine, result: Results) -> None:
         engine.run("rm", "-f", cid, timeout=300)
 
 
-def prepare_image(engine: Engine, registry: str) -> None:
-    ref = f"{registry}/{IMAGE_REPO}:latest"
-    args = ["pull", "--tls-verify=false", ref] if engine.name == "podman" else ["pull", ref]
-    for argv in (args, ["tag", ref, "busybox:latest"]):
-        done = engine.run(*argv, timeout=300)
-        if done.returncode != 0:
-            raise RuntimeError(f"{engine.name} {' '.join(argv)}: {done.stderr.strip()}")
+def check_networks(engine: Engine) -> None:
+    """A container gets an eth0 on the bridge and `--network none` one gets none, or the rows would not
+    measure what they say."""
+    for options, want in (([], True), (["--network", "none"], False)):
+        done = engine.run("run", "--rm", *options, "busybox", "cat", "/proc/net/dev")
+        if done.returncode != 0 or ("eth0:" in done.stdout) != want:
+            raise RuntimeError(
+                f"{engine.name} run {' '.join(options)}: expected {'an' if want else 'no'} eth0:\n"
+                f"{done.stdout}{done.stderr}"
+            )
 
 
 def run_benchmark(runs: int, log_runs: int, concurrent_runs: int) -> tuple[list[Results], float]:
     begun = time.monotonic()
-    tmp = Path(tempfile.mkdtemp(prefix="dockyard-bench-ctr-"))
-    reg = registry_tool.start_registry(tmp / "registry")
-    engines: list[Engine] = [DockyardEngine(tmp / "dockyard")]
-    if available("dockerd") and available("docker"):
-        engines.append(DockerEngine(tmp / "docker"))
-    if available("podman"):
-        engines.append(PodmanEngine(tmp / "podman"))
-    started: list[Engine] = []
-    try:
-        testimages.push_image(reg.address, IMAGE_REPO, "latest", testimages.build_image("busybox"))
+    with busybox_engines("dockyard-bench-ctr-") as (_, engines):
         for engine in engines:
-            engine.start()
-            started.append(engine)
-            prepare_image(engine, reg.address)
+            check_networks(engine)
         results = {e.name: Results(e.name, e.version) for e in engines}
-        log("run --rm busybox true")
+        log("run --rm busybox true, on the bridge and with --network none")
         for i in range(runs + 1):  # the first round is a warm-up
             for engine in engines[i % len(engines) :] + engines[: i % len(engines)]:
-                argv = [*engine.cli(), "run", "--rm", *run_options(engine), "busybox", "true"]
-                t = timed(argv, bench_env(engine))
+                env = bench_env(engine)
+                bridged = timed([*engine.cli(), "run", "--rm", "busybox", "true"], env)
+                none = timed([*engine.cli(), "run", "--rm", "--network", "none", "busybox", "true"], env)
                 if i:
-                    results[engine.name].run_rm.append(t)
+                    results[engine.name].run_rm.append(bridged)
+                    results[engine.name].run_rm_none.append(none)
         log(f"{CONCURRENT} concurrent run -d")
         for i in range(concurrent_runs):
             for engine in engines:
@@ -187,14 +159,6 @@ def run_benchmark(runs: int, log_runs: int, concurrent_runs: int) -> tuple[list[
             for engine in engines:
                 log_round(engine, results[engine.name])
         return list(results.values()), time.monotonic() - begun
-    finally:
-        for engine in started:
-            try:
-                engine.stop()
-            except Exception as e:  # noqa: BLE001 (stop the others regardless)
-                log(f"stopping {engine.name}: {e}")
-        reg.stop()
-        subprocess.run(["rm", "-rf", str(tmp)], check=False)
 
 
 def _ms(values: list[float]) -> str:
@@ -205,7 +169,14 @@ def _s(values: list[float]) -> str:
     return f"{statistics.median(values):.2f} s" if values else "–"
 
 
-def render(results: list[Results], elapsed: float, runs: int, log_runs: int, concurrent_runs: int) -> str:
+def render(
+    results: list[Results],
+    elapsed: float,
+    runs: int,
+    log_runs: int,
+    concurrent_runs: int,
+    load: tuple[float, float],
+) -> str:
     ours = results[0]
     others = results[1:]
     versions = ", ".join(f"{r.engine} {r.version}" for r in results)
@@ -213,11 +184,15 @@ def render(results: list[Results], elapsed: float, runs: int, log_runs: int, con
         f"## {SECTION}",
         "",
         f"Measured by `bench/containers.py` on {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
-        f"{os.cpu_count()} CPUs; {versions}. Each engine has its own daemon, socket and data root; "
-        "docker runs its containers with `--network none` (its bridge is off) since Dockyard's "
-        f"containers have no network yet. Medians: `run --rm` of {runs} runs after a warm-up, engines "
+        f"{os.cpu_count()} CPUs, kernel {platform.release()}; {versions}. Each engine has its own daemon, "
+        "socket, data root and default bridge with a subnet of its own (dockerd with its docker0 and "
+        "iptables, its defaults); every container gets that bridge network (a network namespace, a veth "
+        "pair, an address), but for the `--network none` row (loopback only), which shows what the "
+        f"network costs each engine. Medians: `run --rm` of {runs} runs after a warm-up, engines "
         f"alternating; {CONCURRENT} concurrent `run -d` of {concurrent_runs}; 200 MB of output of "
-        f"{log_runs}. The script took {elapsed / 60:.0f} min.",
+        f"{log_runs}. The script took {elapsed / 60:.0f} min; the load average (1 min) was {load[0]:.1f} at "
+        f"its start and {load[1]:.1f} at its end"
+        + (": other work shared the machine, hence some spread." if load[0] >= 0.5 else "."),
         "",
         "| figure | dockyard | "
         + " | ".join(r.engine for r in others)
@@ -245,6 +220,7 @@ def render(results: list[Results], elapsed: float, runs: int, log_runs: int, con
         lines.append(f"| {label} | " + " | ".join(cells) + " | " + " | ".join(ratios) + f" | {target} |")
 
     row("`run --rm busybox true`", "run_rm", _ms, "≤ 0.5")
+    row("`run --rm --network none busybox true`", "run_rm_none", _ms, "–")
     row(f"{CONCURRENT} concurrent `run -d`", "concurrent", _s, "≤ 0.5")
     row(
         "helper memory per container (PSS)",
@@ -272,6 +248,7 @@ def render(results: list[Results], elapsed: float, runs: int, log_runs: int, con
     lines += ["", "Every run:", "", "| figure | engine | runs |", "| --- | --- | --- |"]
     for label, attr, scale, unit in (
         ("run --rm", "run_rm", 1000, "ms"),
+        ("run --rm --network none", "run_rm_none", 1000, "ms"),
         ("20 concurrent run -d", "concurrent", 1, "s"),
         ("200 MB output", "log_write", 1, "s"),
         ("logs 200 MB", "logs_read", 1, "s"),
@@ -294,11 +271,12 @@ def main() -> int:
     parser.add_argument("--log-runs", type=int, default=2)
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     results, elapsed = run_benchmark(args.runs, args.log_runs, args.concurrent_runs)
-    section = render(results, elapsed, args.runs, args.log_runs, args.concurrent_runs)
-    output = Path(args.output)
-    output.write_text(replace_section(output.read_text() if output.exists() else "", SECTION, section))
-    print(section)
+    load = (load_before, os.getloadavg()[0])
+    write_section(
+        args.output, SECTION, render(results, elapsed, args.runs, args.log_runs, args.concurrent_runs, load)
+    )
     return 0
 
 

@@ -17,11 +17,7 @@ over 127.0.0.1 (or the container's own address on the bridge):
 - `run --rm -p <port>:80 busybox true` and `run --rm busybox true`, start to exit of the CLI, engines
   alternating, after a warm-up.
 
-Engines, each started here and stopped by PID:
-- dockyard: `.venv/bin/dockyardd` with a bridge of its own (`dybench<n>`) and a `--bip` that overlaps no
-  route; its bridge and nftables table are deleted after;
-- docker: `dockerd` (Debian's docker.io) WITH its bridge (docker0, `--bip` chosen the same way) and
-  iptables; `iptables-save` is taken before it starts and restored after it stops, and docker0 deleted.
+Engines, each started here on a default bridge of its own and stopped by PID: see bench/common.py.
 
 The result replaces the "Networking" section of docs/benchmarks.md.
 """
@@ -29,7 +25,6 @@ The result replaces the "Networking" section of docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import platform
 import re
@@ -39,18 +34,14 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from containers import IMAGE_REPO, bench_env, prepare_image, timed
-from pull import DockerEngine, DockyardEngine, Engine, log, registry_tool
-from timing import available, replace_section
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-import testimages  # noqa: E402  (tools/testimages.py)
+from common import bench_env, busybox_engines, timed
+from pull import Engine, log, registry_tool
+from timing import available, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = "Networking"
@@ -65,86 +56,6 @@ SERVER_COMMAND = (
 READY_TIMEOUT = 30.0
 FETCH_TIMEOUT = 120
 AB_TIMEOUT = 300
-
-
-def log_cmd(argv: list[str], timeout: float = 30) -> str:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=True).stdout
-
-
-# --------------------------------------------------------------------------------------------- subnets
-
-
-def host_routes() -> list[ipaddress.IPv4Network]:
-    out = []
-    for line in log_cmd(["ip", "-4", "route", "show", "table", "all"]).splitlines():
-        first = line.split()[0] if line.split() else ""
-        if first in ("broadcast", "local", "unreachable", "prohibit", "blackhole"):
-            first = line.split()[1]
-        if first == "default" or not first[:1].isdigit():
-            continue
-        try:
-            out.append(ipaddress.IPv4Network(first, strict=False))
-        except ValueError:
-            pass
-    return out
-
-
-def free_subnet(avoid: list[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
-    """A /24 under 10.213.0.0/16 that overlaps no route of the host (nor `avoid`): the daemons' own pools
-    (172.17-31, 192.168) are where other daemons on this machine take theirs."""
-    taken = host_routes() + avoid
-    for subnet in ipaddress.IPv4Network("10.213.0.0/16").subnets(new_prefix=24):
-        if not any(subnet.overlaps(t) for t in taken):
-            return subnet
-    raise RuntimeError("no free /24 under 10.213.0.0/16")
-
-
-def bip(subnet: ipaddress.IPv4Network) -> str:
-    return f"{subnet.network_address + 1}/{subnet.prefixlen}"
-
-
-# --------------------------------------------------------------------------------------------- docker
-
-
-class DockerBridgeEngine(DockerEngine):
-    """dockerd with its default bridge (docker0) and iptables, as users run it; the host's iptables rules
-    are saved before and restored after, and docker0 deleted, since dockerd leaves both behind."""
-
-    BRIDGE = "docker0"
-
-    def __init__(self, root: Path, subnet: ipaddress.IPv4Network) -> None:
-        super().__init__(root)
-        self.subnet = subnet
-        self.saved_iptables: str | None = None
-
-    def network_args(self) -> list[str]:
-        return ["--bip", bip(self.subnet)]
-
-    def start(self, timeout: float = 60) -> None:
-        if Path(f"/sys/class/net/{self.BRIDGE}").exists():
-            raise RuntimeError(f"{self.BRIDGE} already exists: another dockerd runs here; not touching it")
-        self.saved_iptables = log_cmd(["iptables-save"])
-        super().start(timeout)
-
-    def stop(self) -> None:
-        try:
-            super().stop()
-        finally:
-            if self.saved_iptables is not None:  # set once start() found no docker0 of anyone else's
-                if Path(f"/sys/class/net/{self.BRIDGE}").exists():
-                    subprocess.run(["ip", "link", "del", self.BRIDGE], check=False, timeout=30)
-                subprocess.run(
-                    ["iptables-restore"], input=self.saved_iptables, text=True, check=True, timeout=30
-                )
-                after = log_cmd(["iptables-save"])
-                if _rules(after) != _rules(self.saved_iptables):
-                    log("warning: iptables-save differs from before dockerd started")
-                self.saved_iptables = None
-
-
-def _rules(dump: str) -> list[str]:
-    """iptables-save without its comments and counters."""
-    return [re.sub(r"\[\d+:\d+\]", "", line) for line in dump.splitlines() if not line.startswith("#")]
 
 
 # --------------------------------------------------------------------------------------------- measuring
@@ -317,77 +228,69 @@ def run_benchmark(
     runs: int, ab_runs: int, requests: int, concurrency: int, rm_runs: int
 ) -> tuple[list[Route], list[Results], float]:
     begun = time.monotonic()
-    tmp = Path(tempfile.mkdtemp(prefix="dockyard-bench-net-"))
-    reg = registry_tool.start_registry(tmp / "registry")
-    ours_subnet = free_subnet([])
-    engines: list[Engine] = [
-        DockyardEngine(tmp / "dockyard", ["--bip", bip(ours_subnet)], bridge=f"dybench{os.getpid() % 100000}")
-    ]
-    if available("dockerd") and available("docker"):
-        engines.append(DockerBridgeEngine(tmp / "docker", free_subnet([ours_subnet])))
-    started: list[Engine] = []
     servers: list[tuple[Engine, str]] = []
     proxy: UserlandProxy | None = None
-    try:
-        testimages.push_image(reg.address, IMAGE_REPO, "latest", testimages.build_image("busybox"))
-        for engine in engines:
-            started.append(engine)  # before start: a dockerd that fails half-way has rules to restore
-            engine.start()
-            prepare_image(engine, reg.address)
-        results = {e.name: Results(e.name, e.version) for e in engines}
+    with busybox_engines("dockyard-bench-net-") as (_, engines):
+        try:
+            results = {e.name: Results(e.name, e.version) for e in engines}
 
-        routes: list[Route] = []
-        for engine in engines:
-            port = registry_tool.free_port()
-            cid, ip = start_server(engine, port)
-            servers.append((engine, cid))
-            if engine.name == "dockyard":
-                proxy = UserlandProxy(registry_tool.free_port(), ip)
-                routes += [
-                    Route("dockyard-direct", "dockyard: container address, no forwarding", f"http://{ip}"),
-                    Route("dockyard-publish", "dockyard: `-p`, kernel DNAT", f"http://127.0.0.1:{port}"),
-                    Route("dockyard-proxy", "dockyard: userland proxy", f"http://127.0.0.1:{proxy.port}"),
-                ]
-            else:
-                if not docker_proxy_running(port):
-                    raise RuntimeError(f"{engine.name}: no docker-proxy serves port {port}")
-                routes += [
-                    Route("docker-direct", "docker: container address, no forwarding", f"http://{ip}"),
-                    Route("docker-publish", "docker: `-p` (its docker-proxy)", f"http://127.0.0.1:{port}"),
-                ]
-        log("throughput and connection rate")
-        measure_paths(routes, runs, ab_runs, requests, concurrency)
-        if proxy is not None:
-            proxy.stop()
-            proxy = None
-        for engine, cid in servers:
-            engine.run("rm", "-f", cid, timeout=120)
-        servers.clear()
+            routes: list[Route] = []
+            for engine in engines:
+                port = registry_tool.free_port()
+                cid, ip = start_server(engine, port)
+                servers.append((engine, cid))
+                if engine.name == "dockyard":
+                    proxy = UserlandProxy(registry_tool.free_port(), ip)
+                    routes += [
+                        Route(
+                            "dockyard-direct", "dockyard: container address, no forwarding", f"http://{ip}"
+                        ),
+                        Route("dockyard-publish", "dockyard: `-p`, kernel DNAT", f"http://127.0.0.1:{port}"),
+                        Route("dockyard-proxy", "dockyard: userland proxy", f"http://127.0.0.1:{proxy.port}"),
+                    ]
+                else:
+                    if not docker_proxy_running(port):
+                        raise RuntimeError(f"{engine.name}: no docker-proxy serves port {port}")
+                    routes += [
+                        Route("docker-direct", "docker: container address, no forwarding", f"http://{ip}"),
+                        Route(
+                            "docker-publish", "docker: `-p` (its docker-proxy)", f"http://127.0.0.1:{port}"
+                        ),
+                    ]
+            log("throughput and connection rate")
+            measure_paths(routes, runs, ab_runs, requests, concurrency)
+            if proxy is not None:
+                proxy.stop()
+                proxy = None
+            for engine, cid in servers:
+                engine.run("rm", "-f", cid, timeout=120)
+            servers.clear()
 
-        log("run --rm, with and without -p")
-        ports = {e.name: registry_tool.free_port() for e in engines}
-        for i in range(rm_runs + 1):  # the first round is a warm-up
-            for engine in engines[i % len(engines) :] + engines[: i % len(engines)]:
-                env = bench_env(engine)
-                with_p = [*engine.cli(), "run", "--rm", "-p", f"{ports[engine.name]}:80", "busybox", "true"]
-                without = [*engine.cli(), "run", "--rm", "busybox", "true"]
-                t1, t2 = timed(with_p, env), timed(without, env)
-                if i:
-                    results[engine.name].run_rm_publish.append(t1)
-                    results[engine.name].run_rm.append(t2)
-        return routes, list(results.values()), time.monotonic() - begun
-    finally:
-        if proxy is not None:
-            proxy.stop()
-        for engine, cid in servers:
-            engine.run("rm", "-f", cid, timeout=120)
-        for engine in started:
-            try:
-                engine.stop()
-            except Exception as e:  # noqa: BLE001 (stop the others regardless)
-                log(f"stopping {engine.name}: {e}")
-        reg.stop()
-        subprocess.run(["rm", "-rf", str(tmp)], check=False)
+            log("run --rm, with and without -p")
+            ports = {e.name: registry_tool.free_port() for e in engines}
+            for i in range(rm_runs + 1):  # the first round is a warm-up
+                for engine in engines[i % len(engines) :] + engines[: i % len(engines)]:
+                    env = bench_env(engine)
+                    with_p = [
+                        *engine.cli(),
+                        "run",
+                        "--rm",
+                        "-p",
+                        f"{ports[engine.name]}:80",
+                        "busybox",
+                        "true",
+                    ]
+                    without = [*engine.cli(), "run", "--rm", "busybox", "true"]
+                    t1, t2 = timed(with_p, env), timed(without, env)
+                    if i:
+                        results[engine.name].run_rm_publish.append(t1)
+                        results[engine.name].run_rm.append(t2)
+            return routes, list(results.values()), time.monotonic() - begun
+        finally:
+            if proxy is not None:
+                proxy.stop()
+            for engine, cid in servers:
+                engine.run("rm", "-f", cid, timeout=120)
 
 
 # --------------------------------------------------------------------------------------------- the section
@@ -452,8 +355,8 @@ def render(
             f"{_med(proxy.throughput) / _med(direct.throughput):.0%} and "
             f"{_med(proxy.rate) / _med(direct.rate):.0%}, since every byte crosses two sockets and a "
             "process, and every connection is two connections. So `-p` is kernel DNAT only (an nftables "
-            "table per daemon, the host port held by a bound socket), 127.0.0.1 included, and no proxy "
-            "process is started per port."
+            "table per daemon, the host port held by a socket of the daemon's), 127.0.0.1 included, and "
+            "no proxy process is started per port."
         )
         lines.append("")
     lines += [
@@ -510,10 +413,9 @@ def main() -> int:
     paths, results, elapsed = run_benchmark(
         args.runs, args.ab_runs, args.requests, args.concurrency, args.rm_runs
     )
-    section = render(paths, results, elapsed, (load_before, os.getloadavg()[0]), args)
-    output = Path(args.output)
-    output.write_text(replace_section(output.read_text() if output.exists() else "", SECTION, section))
-    print(section)
+    write_section(
+        args.output, SECTION, render(paths, results, elapsed, (load_before, os.getloadavg()[0]), args)
+    )
     return 0
 
 

@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT / "tests" / "integration"))
 import images as bench_images  # noqa: E402  (bench/images.py)
 import registry as registry_tool  # noqa: E402  (tools/registry.py)
 from harness import DOCKYARD, DaemonProcess, ping  # noqa: E402  (tests/integration/harness.py)
-from timing import replace_section  # noqa: E402
+from timing import write_section  # noqa: E402
 
 SECTION = "Pull from a local registry"
 DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
@@ -152,6 +152,16 @@ class Engine:
         left = self.leftovers()
         if left:
             raise RuntimeError(f"{self.name}: after rmi {ref}, still stored: {left[:5]}")
+
+
+def stop_engines(engines: list[Engine]) -> None:
+    """Stop each engine, the last started first, carrying on past one that fails to stop; empties the list."""
+    for engine in reversed(engines):
+        try:
+            engine.stop()
+        except Exception as e:  # noqa: BLE001 (stop the others regardless)
+            log(f"stopping {engine.name}: {e}")
+    engines.clear()
 
 
 def _entries(path: Path, ignore: tuple[str, ...] = ()) -> list[str]:
@@ -595,9 +605,7 @@ def run_benchmark(
         for engine in engines:
             if isinstance(engine, DockerEngine):
                 dockerd_hwm = _status_kb(engine.pid, "VmHWM") * 1024
-        for engine in reversed(started_engines):
-            engine.stop()
-        started_engines.clear()
+        stop_engines(started_engines)
 
         rss_result = None
         big = next((r for r in results if r.image.name == "big"), None)
@@ -609,11 +617,7 @@ def run_benchmark(
         _save_results(report)
         return report
     finally:
-        for engine in reversed(started_engines):
-            try:
-                engine.stop()
-            except Exception as e:  # keep stopping the others
-                log(f"stopping {engine.name}: {e}")
+        stop_engines(started_engines)
         reg.stop()
         _keep_logs(workdir)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -785,11 +789,6 @@ def render(report: Report) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str, output: Path) -> None:
-    old = output.read_text() if output.exists() else "# Benchmarks\n"
-    output.write_text(replace_section(old, SECTION, text))
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description="Benchmark pull from a local registry.")
     parser.add_argument("--runs", type=int, default=5)
@@ -809,8 +808,7 @@ def main() -> int:
     engines = () if args.no_docker else ("docker", "podman")
     report = run_benchmark(args.runs, args.pause, names, engines, rss=not args.no_rss)
     text = render(report)
-    write_section(text, args.output)
-    print(text)
+    write_section(args.output, SECTION, text)
     return 0
 
 

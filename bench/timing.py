@@ -8,6 +8,7 @@ import statistics
 import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -72,3 +73,12 @@ def replace_section(text: str, title: str, section: str) -> str:
     start, end = span
     rest = text[end:]
     return text[:start] + section + ("\n" + rest if rest else "")
+
+
+def write_section(output: str | Path, title: str, section: str) -> None:
+    """Replace the `## title` section of the Markdown file `output` (made when missing) with `section`,
+    and print the section: every bench script ends so."""
+    path = Path(output)
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    path.write_text(replace_section(old, title, section))
+    print(section)

@@ -347,3 +347,119 @@ def test_bad_input(cli: str, dockyard, docker, daemon: DaemonProcess, tmp_path: 
     assert code == 1 and err.strip()
     code, err = build("FROM busybox\n", "--target", "nope")
     assert code == 1 and "failed to reach build target nope in Dockerfile" in err
+
+
+def test_dockerfile_outside_the_context_with_the_official_cli(docker, tmp_path: Path) -> None:
+    """The CLI sends the Dockerfile under a random name in a tar that ends right after its last file's
+    data (no end-of-archive blocks): dockerd reads it, so must we; the renamed Dockerfile and the
+    .dockerignore the CLI adds stay out of the context."""
+    ctx = write(tmp_path / "ctx", {"f.txt": "in the context\n"})
+    dockerfile = write(tmp_path / "elsewhere", {"Dockerfile": "FROM busybox\nCOPY . /ctx/\nCMD ls -A /ctx\n"})
+    tag = unique("outside")
+    result = docker(
+        "build", "-f", str(dockerfile / "Dockerfile"), "-t", tag, str(ctx), env=CLASSIC, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Step 2/3 : COPY . /ctx/" in result.stdout
+    run = docker("run", "--rm", tag, timeout=120)
+    assert run.stdout == "f.txt\n", run.stderr
+
+
+def _owned_tar() -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("x.txt")
+        info.size, info.uid, info.gid = 2, 7, 8
+        tar.addfile(info, io.BytesIO(b"x\n"))
+    return buf.getvalue()
+
+
+def test_config_details_as_dockerd_makes_them(docker, tmp_path: Path) -> None:
+    """Compared with dockerd 20.10's classic builder: a HEALTHCHECK keeps the fields the one before set
+    and it leaves unset (dockerd's container create merges them into the builder's state); an absolute
+    WORKDIR is kept as written; EXPOSE's words are sorted as written, before expansion; ADD --chown does
+    not apply to an unpacked archive."""
+    marker = uuid.uuid4().hex
+    ctx = write(
+        tmp_path,
+        {
+            "Dockerfile": (
+                f"FROM busybox\nLABEL marker={marker}\n"
+                "HEALTHCHECK --interval=5s --retries=4 CMD true\n"
+                "HEALTHCHECK --timeout=2s CMD false\n"
+                "WORKDIR /abs/\nWORKDIR rel\n"
+                "EXPOSE ${PORT:-80} ${P2:-81/udp}\n"
+                "ADD --chown=1:1 owned.tar /unpacked/\n"
+            ),
+            "owned.tar": _owned_tar(),
+        },
+    )
+    tag = unique("details")
+    result = docker("build", "-t", tag, str(ctx), env=CLASSIC, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Note: overriding previous HEALTHCHECK: [CMD-SHELL true]\n" in result.stdout
+    config = inspect(docker, tag)["Config"]
+    assert config["Healthcheck"] == {
+        "Test": ["CMD-SHELL", "false"],
+        "Interval": 5_000_000_000,
+        "Timeout": 2_000_000_000,
+        "Retries": 4,
+    }
+    assert config["WorkingDir"] == "/abs/rel"
+    assert config["ExposedPorts"] == {"80/tcp": {}, "81/udp": {}}
+    created_by = docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", tag).stdout.splitlines()
+    assert "/bin/sh -c #(nop) WORKDIR /abs/" in created_by
+    assert "/bin/sh -c #(nop)  EXPOSE 81/udp 80" in created_by
+    owners = docker("run", "--rm", tag, "stat", "-c", "%u:%g %n", "/unpacked", "/unpacked/x.txt", timeout=120)
+    assert owners.stdout == "0:0 /unpacked\n7:8 /unpacked/x.txt\n", owners.stderr
+
+
+def test_workdir_on_scratch_makes_the_directory(docker, tmp_path: Path) -> None:
+    marker = uuid.uuid4().hex
+    ctx = write(
+        tmp_path, {"Dockerfile": f"FROM scratch\nLABEL m={marker}\nWORKDIR /app\nCOPY f /app/\n", "f": "x"}
+    )
+    tag = unique("scratch-workdir")
+    result = docker("build", "-t", tag, str(ctx), env=CLASSIC, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(inspect(docker, tag)["RootFS"]["Layers"]) == 2  # WORKDIR's /app, then COPY's file
+    archive = tmp_path / "image.tar"
+    saved = docker("save", "-o", str(archive), tag)
+    assert saved.returncode == 0, saved.stderr
+    with tarfile.open(archive) as image:
+        manifest = json.load(image.extractfile("manifest.json"))[0]
+        names = [
+            sorted(m.name for m in tarfile.open(fileobj=image.extractfile(layer)))
+            for layer in manifest["Layers"]
+        ]
+    assert names == [["app"], ["app", "app/f"]]
+
+
+@pytest.mark.parametrize(
+    ("dockerfile", "last_line", "streamed"),
+    [
+        # dockerd's line-level parser: no line number
+        (
+            "FROM busybox\nENV A\n",
+            "Error response from daemon: failed to parse Dockerfile: ENV must have two arguments",
+            False,
+        ),
+        # HEALTHCHECK is checked when parsed: an error response, before any step runs
+        (
+            "FROM busybox\nHEALTHCHECK --interval=1x CMD true\n",
+            "Error response from daemon: dockerfile parse error line 2: "
+            'time: unknown unit "x" in duration "1x"',
+            False,
+        ),
+        ("FROM busybox\nEXPOSE 80/xyz\n", "Invalid proto: xyz", True),
+        ("FROM busybox\nWORKDIR $NOPE\n", "cannot normalize nothing", True),
+    ],
+)
+def test_error_texts_as_dockerd(
+    docker, tmp_path: Path, dockerfile: str, last_line: str, streamed: bool
+) -> None:
+    ctx = write(tmp_path, {"Dockerfile": dockerfile})
+    result = docker("build", str(ctx), env=CLASSIC, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == last_line
+    assert ("Step 2/2 :" in result.stdout) == streamed, result.stdout

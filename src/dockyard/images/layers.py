@@ -272,7 +272,8 @@ class _Applier:
     # -- entry dispatch -------------------------------------------------------------------------------
 
     def apply(self, member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
-        self.result.size += member.size
+        # dockerd's overlay2 sizes a layer by its unpacked files' lstat sizes: a symlink counts its target
+        self.result.size += len(member.linkname.encode()) if member.issym() else member.size
         self.result.entries += 1
         name = clean_entry_name(member.name)
         try:

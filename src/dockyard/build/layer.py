@@ -1,0 +1,174 @@
+"""A container's changes (the upper dir of its overlay rootfs) as an OCI layer tar.
+
+overlayfs records a deletion as a 0/0 character device and a directory that replaced a lower one as
+opaque (`trusted.overlay.opaque=y`, or `user.overlay.opaque` with userxattr); the layer says the same
+with `.wh.<name>` files and a `.wh..wh..opq` entry. The tar is uncompressed (dockerd keeps built layers
+so; a push gzips them) and written while hashing, so its diff ID is known at the end.
+
+What the runtime itself put into the rootfs (the mount points /dev, /proc, /sys, and empty
+/etc/hostname, /etc/hosts, /etc/resolv.conf to bind the daemon's files onto) is left out, as Docker's
+"-init" layer keeps it out of a commit; so is a directory that is only there as their parent, or that
+overlayfs copied up unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["LayerDiff", "write_layer"]
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE = ".wh..wh..opq"
+_OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
+_SKIPPED_TREES = ("dev", "proc", "sys")
+_MOUNT_FILES = ("etc/hostname", "etc/hosts", "etc/resolv.conf", ".dockerenv")
+_CHUNK = 1 << 20
+
+
+@dataclass
+class LayerDiff:
+    diff_id: str  # sha256 of the tar
+    size: int  # bytes of the tar
+    entries: int  # 0: nothing changed (an empty layer)
+
+
+class _HashingWriter:
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        self.size += len(data)
+        return self.out.write(data)
+
+
+def _opaque(path: str) -> bool:
+    for name in _OPAQUE_XATTRS:
+        try:
+            if os.getxattr(path, name, follow_symlinks=False) == b"y":
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _is_whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _unchanged_dir(rel: str, st: os.stat_result, lowers: list[Path]) -> bool:
+    """A copied-up directory that matches the one it covers (same mode and owner)."""
+    for lower in lowers:
+        try:
+            below = os.lstat(lower / rel)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        if _is_whiteout(below):
+            return False
+        return (
+            stat.S_ISDIR(below.st_mode)
+            and below.st_mode == st.st_mode
+            and below.st_uid == st.st_uid
+            and below.st_gid == st.st_gid
+        )
+    return False
+
+
+def _collect(upper: Path, lowers: list[Path]) -> list[tuple[str, os.stat_result, bool]]:
+    """(relative name, stat, opaque) of what goes into the layer, parents before children."""
+    kept: list[tuple[str, os.stat_result, bool]] = []
+
+    def walk(directory: Path, prefix: str) -> bool:
+        """Appends the entries below `directory`; whether any was kept."""
+        any_kept = False
+        with os.scandir(directory) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for entry in entries:
+            rel = prefix + entry.name
+            if rel in _SKIPPED_TREES:
+                continue
+            st = entry.stat(follow_symlinks=False)
+            if rel in _MOUNT_FILES and stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                opaque = _opaque(entry.path)
+                mark = len(kept)
+                kept.append((rel, st, opaque))
+                below = walk(Path(entry.path), rel + "/")
+                if not below and not opaque and _unchanged_dir(rel, st, lowers):
+                    del kept[mark]
+                    continue
+                any_kept = True
+            else:
+                kept.append((rel, st, False))
+                any_kept = True
+        return any_kept
+
+    walk(upper, "")
+    return kept
+
+
+def write_layer(upper: Path, out: BinaryIO, lowers: list[Path]) -> LayerDiff:
+    """Write the changes in `upper` (lower dirs: the image's layers, uppermost first) as a tar."""
+    entries = _collect(upper, lowers)
+    writer = _HashingWriter(out)
+    links: dict[tuple[int, int], str] = {}
+    with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as archive:  # type: ignore[call-overload]
+        for rel, st, opaque in entries:
+            path = upper / rel
+            info = tarfile.TarInfo(rel)
+            info.uid, info.gid = st.st_uid, st.st_gid
+            info.uname = info.gname = ""
+            info.mtime = int(st.st_mtime)
+            info.mode = stat.S_IMODE(st.st_mode)
+            if _is_whiteout(st):
+                parent, _, base = rel.rpartition("/")
+                info.name = (parent + "/" if parent else "") + WHITEOUT_PREFIX + base
+                info.mode = 0o600  # as dockerd's overlay2 diff writes a whiteout (owner: the 0/0 device's)
+                archive.addfile(info)
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                info.type = tarfile.DIRTYPE
+                archive.addfile(info)
+                if opaque:
+                    marker = tarfile.TarInfo(f"{rel}/{OPAQUE}")
+                    marker.mtime = info.mtime
+                    # dockerd gives the marker its directory's permission bits and owner
+                    marker.mode = info.mode & 0o777
+                    marker.uid, marker.gid = info.uid, info.gid
+                    archive.addfile(marker)
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                info.type = tarfile.SYMTYPE
+                info.linkname = os.readlink(path)
+                archive.addfile(info)
+                continue
+            if stat.S_ISREG(st.st_mode):
+                key = (st.st_dev, st.st_ino)
+                if st.st_nlink > 1 and key in links:
+                    info.type = tarfile.LNKTYPE
+                    info.linkname = links[key]
+                    archive.addfile(info)
+                    continue
+                links[key] = rel
+                info.size = st.st_size
+                with open(path, "rb") as f:
+                    archive.addfile(info, f)
+                continue
+            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                info.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
+                info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+                archive.addfile(info)
+            elif stat.S_ISFIFO(st.st_mode):
+                info.type = tarfile.FIFOTYPE
+                archive.addfile(info)
+            # sockets have no tar form: left out, as Docker does
+    return LayerDiff("sha256:" + writer.hash.hexdigest(), writer.size, len(entries))

@@ -57,7 +57,8 @@ async def list_networks(request: web.Request) -> web.Response:
     daemon = daemon_of(request)
     filters = query_filters(request)
     _check_filters(filters)
-    in_use = daemon.containers.networks_in_use()
+    # dangling as dockerd counts it: no endpoints (containers that run), as prune
+    in_use = {ep.network_id for box in daemon.networks.sandboxes.values() for ep in box.endpoints}
     nets = [n for n in daemon.networks.list() if _matches(n, filters, in_use)]
     return json_response([daemon.networks.inspect(n) for n in nets])
 
@@ -121,10 +122,12 @@ async def prune(request: web.Request) -> web.Response:
             keep.add(net.id)
         if filters.get("label!") and _labels_match(net.labels, filters["label!"]):
             keep.add(net.id)
-    keep |= daemon.containers.networks_in_use()
+    # as dockerd: a network is in use while it has endpoints (running containers); `network rm` takes one
+    # that only stopped containers are on, and so does prune
     removed = await _in_thread(daemon.networks.prune, keep)
     for net_id, name in removed:
         daemon.events.emit("network", "destroy", net_id, name=name, type="bridge")
+    daemon.events.emit("network", "prune", "", reclaimed="0")
     return json_response({"NetworksDeleted": [name for _id, name in removed] or None})
 
 

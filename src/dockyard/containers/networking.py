@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..network.dns import host_resolvers
 from ..network.ports import PortError, ports_list, ports_view, requests_for, split_port
-from ..network.service import Attachment, Network, NetworkError, Sandbox
-from .store import Container
+from ..network.service import PREDEFINED, Attachment, Network, NetworkError, Sandbox
+from .store import ZERO_TIME, Container
 
 if TYPE_CHECKING:
     from ..network.service import NetworkService
@@ -71,9 +71,21 @@ class ContainerNetworking:
         except NetworkError as e:
             if (host_config.get("NetworkMode") or "default") == "default" and mode == "bridge":
                 return {}, warnings  # a daemon without a default bridge (`--bridge=none`): only lo
-            raise ContainerNetworkError(str(e), e.status) from None
+            if e.status != 404:
+                raise ContainerNetworkError(str(e), e.status) from None
+            # dockerd creates the container anyway and fails its start ("network X not found"); a 404 at
+            # create would make the docker CLI think the image is missing and pull it
+            return {mode: {"_name": mode}}, warnings
         endpoints = (networking_config or {}).get("EndpointsConfig") or {}
-        settings = dict(endpoints.get(mode) or endpoints.get(net.name) or endpoints.get(net.id) or {})
+        # the CLI names the endpoint of a bare `run` "default", as the NetworkMode it sends
+        raw = host_config.get("NetworkMode") or "default"
+        settings = dict(
+            endpoints.get(mode)
+            or endpoints.get(raw)
+            or endpoints.get(net.name)
+            or endpoints.get(net.id)
+            or {}
+        )
         if net.predefined and settings.get("Aliases"):
             raise ContainerNetworkError(
                 "network-scoped alias is supported only for containers in user defined networks"
@@ -82,6 +94,7 @@ class ContainerNetworking:
             raise ContainerNetworkError(
                 "user specified IP address is supported on user defined networks only"
             )
+        settings["_name"] = net.name  # to name it if the network is removed before the start
         return {net.id: settings}, warnings
 
     # --- connect and disconnect --------------------------------------------------------------------
@@ -93,6 +106,12 @@ class ContainerNetworking:
 
     def connect(self, c: Container, net: Network, settings: dict[str, Any]) -> None:
         mode = network_mode(c.host_config)
+        if mode == "host" and net.name != "host":
+            raise NetworkError(
+                "container sharing network namespace with another container or host cannot be connected to "
+                "any other network",
+                400,
+            )
         if net.name == "host" or mode == "host":
             raise NetworkError(
                 "container cannot be disconnected from host network or connected to host network", 400
@@ -111,12 +130,19 @@ class ContainerNetworking:
             )
         chosen: dict[str, Any] = c.extra.setdefault("networks", {})
         if net.id in chosen:
+            if not c.running:
+                return  # dockerd keeps the settings it has and says nothing
             raise NetworkError(f"endpoint with name {c.name} already exists in network {net.name}", 403)
         settings = dict(settings or {})
         if net.predefined and settings.get("Aliases"):
             raise NetworkError(
                 "network-scoped alias is supported only for containers in user defined networks", 400
             )
+        if net.predefined and (settings.get("IPAMConfig") or {}).get("IPv4Address"):
+            raise NetworkError("user specified IP address is supported on user defined networks only", 400)
+        if not net.predefined and c.id[:12] not in (settings.get("Aliases") or []):
+            settings["Aliases"] = [*(settings.get("Aliases") or []), c.id[:12]]  # as dockerd records it
+        settings["_name"] = net.name
         assert self.networks is not None
         if c.running:
             self.networks.connect(c.id, net.id, settings)
@@ -129,7 +155,8 @@ class ContainerNetworking:
                 raise NetworkError(
                     "container cannot be disconnected from host network or connected to host network", 400
                 )
-            raise NetworkError(f"container {c.id} is not connected to network {net.name}", 403)
+            the = "" if c.running else "the "  # dockerd's two wordings
+            raise NetworkError(f"container {c.id} is not connected to {the}network {net.name}", 403)
         assert self.networks is not None
         if c.running:
             self.networks.disconnect(c.id, net.id)
@@ -162,6 +189,15 @@ class ContainerNetworking:
         except NetworkError as e:
             raise ContainerNetworkError(str(e), e.status) from None
 
+    def joined(self, c: Container) -> list[Network]:
+        """The networks a container is on that still exist (for dockerd's network connect and disconnect
+        events at its start and exit)."""
+        out = []
+        for net_id in c.extra.get("networks") or {}:
+            if self.networks is not None and net_id in self.networks.networks:
+                out.append(self.networks.networks[net_id])
+        return out
+
     def release(self, c: Container) -> None:
         if self.networks is not None:
             self.networks.release(c.id)
@@ -172,12 +208,22 @@ class ContainerNetworking:
     # --- /etc files --------------------------------------------------------------------------------
 
     def hosts(self, c: Container, hostname: str, box: Sandbox | None) -> str:
+        mode = network_mode(c.host_config)
+        extra = c.host_config.get("ExtraHosts") or []
+        if mode == "host" and not extra:  # dockerd: the host's own file, as it is
+            try:
+                with open("/etc/hosts") as f:
+                    return f.read()
+            except OSError:
+                pass
         lines = [HOSTS_HEADER]
-        for entry in c.host_config.get("ExtraHosts") or []:
+        for entry in extra:
             host, _, address = entry.partition(":")
             if address == "host-gateway":
                 address = self._default_gateway()
             lines.append(f"{address}\t{host}\n")
+        if mode in ("host", "none"):  # no address of its own to name the hostname with
+            return "".join(lines)
         address = box.endpoints[0].address if box and box.endpoints else "127.0.0.1"
         lines.append(f"{address}\t{hostname}\n")
         return "".join(lines)
@@ -211,6 +257,13 @@ class ContainerNetworking:
             lines.append("search " + " ".join(search))
         if options:
             lines.append("options " + " ".join(options))
+        if embedded and not any(line.startswith("options") and "ndots" in line for line in lines):
+            # dockerd's embedded DNS adds ndots:0 to the options unless they set ndots themselves
+            at = max((i for i, line in enumerate(lines) if line.startswith("options")), default=-1)
+            if at < 0:
+                lines.append("options ndots:0")
+            else:
+                lines[at] += " ndots:0"
         return "\n".join(lines) + ("\n" if lines else "")
 
     def _dns_network(self, box: Sandbox) -> bool:
@@ -240,13 +293,17 @@ class ContainerNetworking:
             name = self._name(net_id, settings)
             ep = next((e for e in box.endpoints if e.network_id == net_id), None) if box else None
             aliases = list(settings.get("Aliases") or [])
-            if ep is not None and name != "bridge":  # dockerd adds the short ID on user networks
+            # dockerd adds the short ID on user networks at the first start (or a connect) and keeps it;
+            # the network's ID shows once the container ran on it
+            ran = ep is not None or c.state.started_at != ZERO_TIME
+            known = self.networks is not None and net_id in self.networks.networks
+            if ran and known and name not in PREDEFINED and c.id[:12] not in aliases:
                 aliases.append(c.id[:12])
             shown = {
                 "IPAMConfig": settings.get("IPAMConfig") or None,
                 "Links": None,
                 "Aliases": aliases or None,
-                "NetworkID": net_id,
+                "NetworkID": net_id if ran and known else "",
                 "EndpointID": ep.endpoint_id if ep else "",
                 "Gateway": ep.gateway if ep else "",
                 "IPAddress": ep.address if ep else "",
@@ -330,6 +387,33 @@ class ContainerNetworking:
             if not any(_port_match(v, exposed) for v in filters["expose"]):
                 return False
         return True
+
+
+def check_port_filters(filters: dict[str, list[str]]) -> None:
+    """ps's publish and expose values, refused as dockerd refuses them (with its 500)."""
+    for key in ("publish", "expose"):
+        for value in filters.get(key, []):
+            if ":" in value:
+                raise ContainerNetworkError(f"filter for '{key}' should not contain ':': {value}", 500)
+            problem = _port_range_problem(value.partition("/")[0])
+            if problem:
+                raise ContainerNetworkError(f"error while looking up for {key} {value}: {problem}", 500)
+
+
+def _port_range_problem(text: str) -> str:
+    """What Go's nat.ParsePortRange says of `text`, or ""."""
+    if not text:
+        return "Empty string specified for ports."
+    numbers = []
+    for part in text.split("-")[:2]:
+        if not (part.isascii() and part.isdigit()):
+            return f'strconv.ParseUint: parsing "{part}": invalid syntax'
+        if int(part) > 65535:
+            return f'strconv.ParseUint: parsing "{part}": value out of range'
+        numbers.append(int(part))
+    if len(numbers) == 2 and numbers[1] < numbers[0]:
+        return f"Invalid range specified for the Port: {text}"
+    return ""
 
 
 def _port_match(value: str, ports: set[tuple[int, str]]) -> bool:

@@ -45,7 +45,7 @@ from ..volumes import mounts as volume_mounts
 from .execs import ExecConfigError, ExecRecord, exec_process, new_exec, start_error_message
 from .ids import AmbiguousPrefix, InvalidIdentifier, NoSuchContainer, generate_id
 from .names import InvalidName, NameConflict, generate_name, validate_name
-from .networking import ContainerNetworkError, ContainerNetworking
+from .networking import ContainerNetworkError, ContainerNetworking, check_port_filters
 from .restart import (
     RestartManager,
     RestartPolicy,
@@ -401,6 +401,14 @@ class ContainerService:
     def _write_etc_files(self, c: Container, hostname: str, sandbox: Sandbox | None) -> None:
         d = self._dir(c)
         (d / "hostname").write_text(hostname + "\n")
+        mode = c.host_config.get("NetworkMode") or ""
+        if mode.startswith("container:"):
+            # as dockerd: a container on another's network sees that one's /etc/hosts and resolv.conf
+            donor = self._dir(self.get(mode.partition(":")[2]))
+            with contextlib.suppress(OSError):
+                for name in ("hosts", "resolv.conf"):
+                    shutil.copyfile(donor / name, d / name)
+                return
         (d / "hosts").write_text(self.net.hosts(c, hostname, sandbox))
         (d / "resolv.conf").write_text(self.net.resolv_conf(c, sandbox))
 
@@ -428,6 +436,7 @@ class ContainerService:
                     await self._auto_remove_after_failed_start(c)
                 raise
         self._volume_events(c, "mount")
+        self._network_events(c, "connect")
         self.events.emit("container", "start", c.id, image=c.image, name=c.name)
         self._monitor(c)
         for fut in self._start_waiters.pop(c.id, []):
@@ -642,6 +651,7 @@ class ContainerService:
                 "container", "die", c.id, exitCode=str(c.state.exit_code), image=c.image, name=c.name
             )
             self._volume_events(c, "unmount")
+            self._network_events(c, "disconnect")
             for fut in self._exit_waiters.pop(c.id, []):
                 if not fut.done():
                     fut.set_result(c.state.exit_code)
@@ -705,6 +715,7 @@ class ContainerService:
                 await asyncio.to_thread(self._settle_restarting, c)
                 return False
         self._volume_events(c, "mount")
+        self._network_events(c, "connect")
         self.events.emit("container", "start", c.id, image=c.image, name=c.name)
         for fut in self._start_waiters.pop(c.id, []):
             _resolve(fut, None)  # type: ignore[arg-type]
@@ -1088,6 +1099,10 @@ class ContainerService:
         for value in filters.get("status", []):
             if value not in STATUSES:
                 raise ContainerError(f"Invalid filter 'status={value}'", 400)
+        try:
+            check_port_filters(filters)
+        except ContainerNetworkError as e:
+            raise ContainerError(str(e), e.status) from None
         resolved: dict[str, Any] = {}
         try:
             resolved["exited"] = {int(v) for v in filters.get("exited", [])}
@@ -1450,6 +1465,11 @@ class ContainerService:
         """IDs of the networks some container (running or not) is on: prune keeps them."""
         return {net_id for c in self.store.all() for net_id in (c.extra.get("networks") or {})}
 
+    def _network_events(self, c: Container, action: str) -> None:
+        """dockerd's `network connect`/`disconnect` events as a container's endpoints come and go."""
+        for net in self.net.joined(c):
+            self.events.emit("network", action, net.id, container=c.id, name=net.name, type=net.driver)
+
     async def connect_network(self, ref: str, network_ref: str, settings: dict[str, Any]) -> None:
         """`docker network connect`: the container is on the network from now on, and at once if running."""
         c = self.get(ref)
@@ -1457,7 +1477,9 @@ class ContainerService:
         async with self._lock(c.id):
             await asyncio.to_thread(self.net.connect, c, net, settings)
             self.store.save(c)
-        self.events.emit("network", "connect", net.id, container=c.id, name=net.name, type=net.driver)
+            running = c.running
+        if running:  # dockerd tells of an endpoint made, not of a stopped container's setting
+            self.events.emit("network", "connect", net.id, container=c.id, name=net.name, type=net.driver)
 
     async def disconnect_network(self, ref: str, network_ref: str, force: bool = False) -> None:
         c = self.get(ref)

@@ -8,8 +8,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-# How many past events a new subscriber with `since` can still see.
-HISTORY_SIZE = 1024
+# How many past events a new subscriber with `since` can still see. A `run --rm` makes about 7 (create,
+# network connect, start, die, network disconnect, destroy...): 4096 keeps the last few hundred runs.
+HISTORY_SIZE = 4096
 
 
 @dataclass

@@ -10,7 +10,9 @@ IPv4Net = ipaddress.IPv4Network
 
 
 class IpamError(ValueError):
-    pass
+    def __init__(self, message: str, status: int = 500) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -76,15 +78,20 @@ def allocate(
     subnet: IPv4Net, used: set[str], gateway: str, ip_range: IPv4Net | None = None, wanted: str = ""
 ) -> str:
     """An address of `subnet` (within `ip_range` when given) not in `used`: the lowest free, or `wanted`."""
-    if wanted:
+    if wanted:  # dockerd's words and status codes, its ")" typo included
         try:
             address = ipaddress.IPv4Address(wanted)
         except ValueError:
-            raise IpamError(f"invalid IPv4 address: {wanted}") from None
+            raise IpamError(f"Invalid IPv4 address: {wanted})") from None
         if address not in subnet:
-            raise IpamError(f"no available IPv4 addresses on this network's address pools: {wanted}")
-        if wanted in used or wanted == gateway:
-            raise IpamError(f"Address already in use: {wanted}")
+            raise IpamError(f"Invalid address {wanted}: It does not belong to any of this network's subnets")
+        # the subnet's own address and its broadcast one are never handed out, as the gateway's
+        if (
+            wanted in used
+            or wanted == gateway
+            or address in (subnet.network_address, subnet.broadcast_address)
+        ):
+            raise IpamError("Address already in use", 403)
         return wanted
     ends = (subnet.network_address, subnet.broadcast_address)  # a range's own ends are usable
     for address in ip_range or subnet:

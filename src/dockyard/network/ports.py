@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -132,15 +133,44 @@ class PortHolder:
         return sock.getsockname()[1]
 
 
+class DynamicPorts:
+    """Where a host port left to the daemon (`-p 80`, `-P`) comes from: as dockerd's port allocator, the
+    next one after the last handed out in the kernel's ephemeral range (32768, 32769, ...), per protocol and
+    host address, wrapping at the end; rather than the kernel's random pick."""
+
+    def __init__(self, path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> None:
+        try:
+            with open(path) as f:
+                low, high = (int(n) for n in f.read().split())
+        except (OSError, ValueError):
+            low, high = 49153, 65535  # dockerd's fallback
+        self.begin, self.end = low, high
+        self._last: dict[tuple[str, str], int] = {}
+
+    def candidates(self, proto: str, host_ip: str) -> list[int]:
+        last = self._last.get((proto, host_ip), self.end)
+        return [*range(last + 1, self.end + 1), *range(self.begin, last + 1)]
+
+    def taken(self, proto: str, host_ip: str, port: int) -> None:
+        if self.begin <= port <= self.end:
+            self._last[(proto, host_ip)] = port
+
+
 def reserve(
-    requests: list[PortRequest], allocated: set[tuple[str, str, int]], holder: PortHolder
+    requests: list[PortRequest],
+    allocated: set[tuple[str, str, int]],
+    holder: PortHolder,
+    dynamic: DynamicPorts | None = None,
 ) -> list[PortMapping]:
     """Bind every requested host port (Docker's errors when one is taken); `allocated` holds (proto, ip, port)
-    of the other containers' mappings, to tell "allocated" (ours) from "in use" (someone else's)."""
+    of the other containers' mappings, to tell "allocated" (ours) from "in use" (someone else's). A port left
+    to us comes from `dynamic` when given, else from the kernel."""
     mappings: list[PortMapping] = []
     for req in requests:
         first, last = req.host_ports
-        candidates = range(first, last + 1) if first else [0]
+        candidates: Iterable[int] = range(first, last + 1) if first else [0]
+        if not first and dynamic is not None:
+            candidates = dynamic.candidates(req.proto, req.host_ip)
         error: OSError | None = None
         taken_by_us = False
         for port in candidates:
@@ -154,6 +184,8 @@ def reserve(
                 continue
             mappings.append(PortMapping(req.proto, req.container_port, req.host_ip, got))
             allocated.add((req.proto, req.host_ip, got))
+            if not first and dynamic is not None:
+                dynamic.taken(req.proto, req.host_ip, got)
             break
         else:
             shown = f"{first}-{last}" if first != last else str(first)

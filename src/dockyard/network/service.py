@@ -30,7 +30,7 @@ from ..linux.nftables import Nftables, NftablesError
 from . import firewall
 from .dns import DnsServer
 from .ipam import DEFAULT_POOLS, AddressPool, IpamError, allocate, choose_subnet, mac_for, parse_bip
-from .ports import PortError, PortHolder, PortMapping, PortRequest, reserve
+from .ports import DynamicPorts, PortError, PortHolder, PortMapping, PortRequest, reserve
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ class Network:
     options: dict[str, str] = field(default_factory=dict)
     ipam_options: dict[str, str] = field(default_factory=dict)
     user_ipam: bool = False  # subnet given by the user (shown as given in IPAM.Config)
+    show_gateway: bool = True  # false when the user gave a subnet but no gateway: dockerd shows none
 
     @property
     def predefined(self) -> bool:
@@ -161,6 +162,7 @@ class NetworkService:
         self.networks: dict[str, Network] = {}
         self.sandboxes: dict[str, Sandbox] = {}
         self._holders: dict[str, PortHolder] = {}
+        self._dynamic_ports = DynamicPorts()
         self._lock = threading.RLock()
         self._nft: Nftables | None = None
         self.dns = DnsServer(self.resolve)
@@ -313,7 +315,7 @@ class NetworkService:
             raise NetworkError(f'plugin "{ipam.get("Driver")}" not found', 404)
         configs = ipam.get("Config") or []
         if len(configs) > 1:
-            raise NetworkError("only one IPv4 subnet per network is supported", 400)
+            raise NetworkError("bridge driver doesn't support multiple subnets", 403)
         with self._lock:
             if any(n.name == name for n in self.networks.values()):
                 raise NetworkError(f"network with name {name} already exists", 409)
@@ -337,6 +339,7 @@ class NetworkService:
                 options=options,
                 ipam_options=dict(ipam.get("Options") or {}),
                 user_ipam=user_ipam,
+                show_gateway=not user_ipam or bool(configs[0].get("Gateway")),
             )
             try:
                 self._ensure_bridge(net)
@@ -357,7 +360,7 @@ class NetworkService:
         try:
             subnet = ipaddress.IPv4Network(text, strict=False)
         except ValueError:
-            raise NetworkError(f"invalid subnet {text} : invalid CIDR address: {text}", 400) from None
+            raise NetworkError(f"Invalid subnet {text} : invalid CIDR address: {text}", 500) from None
         if str(subnet) != text:
             raise NetworkError(f"invalid subnet {text} : it should be {subnet}", 400)
         for net in self.networks.values():
@@ -365,10 +368,16 @@ class NetworkService:
                 raise NetworkError("Pool overlaps with other one on this address space", 403)
         gateway = config.get("Gateway") or str(subnet[1])
         try:
-            if ipaddress.IPv4Address(gateway) not in subnet:
-                raise ValueError
+            address = ipaddress.IPv4Address(gateway)
         except ValueError:
-            raise NetworkError(f"Invalid gateway address {gateway}: not in subnet {subnet}", 400) from None
+            raise NetworkError(f"invalid gateway address {gateway} in Ipam configuration", 500) from None
+        # dockerd's words (and its 500s) for a gateway its IPAM cannot hand out
+        if address not in subnet:
+            raise NetworkError(
+                f"failed to allocate gateway ({gateway}): Requested address is out of range", 500
+            )
+        if address in (subnet.network_address, subnet.broadcast_address):
+            raise NetworkError(f"failed to allocate gateway ({gateway}): Address already in use", 500)
         ip_range = config.get("IPRange") or ""
         if ip_range:
             try:
@@ -426,9 +435,11 @@ class NetworkService:
             }
         ipam_config = []
         if net.subnet:
-            entry = {"Subnet": net.subnet, "Gateway": net.gateway}
+            entry = {"Subnet": net.subnet}  # in dockerd's order
             if net.ip_range:
                 entry["IPRange"] = net.ip_range
+            if net.show_gateway:
+                entry["Gateway"] = net.gateway
             ipam_config.append(entry)
         return {
             "Name": net.name,
@@ -437,7 +448,12 @@ class NetworkService:
             "Scope": "local",
             "Driver": net.driver,
             "EnableIPv6": False,
-            "IPAM": {"Driver": "default", "Options": net.ipam_options or None, "Config": ipam_config},
+            # dockerd: null for the predefined networks, {} (or what was given) for the user's
+            "IPAM": {
+                "Driver": "default",
+                "Options": None if net.predefined else net.ipam_options,
+                "Config": ipam_config,
+            },
             "Internal": net.internal,
             "Attachable": net.attachable,
             "Ingress": False,
@@ -483,7 +499,7 @@ class NetworkService:
                 raise NetworkError("published ports need the daemon's nftables rules (iptables: false)", 400)
             holder = PortHolder()
             try:
-                box.ports = reserve(request.ports, self.allocated_ports(), holder)
+                box.ports = reserve(request.ports, self.allocated_ports(), holder, self._dynamic_ports)
             except PortError as e:
                 holder.close()
                 ep_id = box.endpoints[0].endpoint_id if box.endpoints else ""
@@ -525,7 +541,7 @@ class NetworkService:
                 wanted,
             )
         except IpamError as e:
-            raise NetworkError(str(e), 400 if wanted else 500) from None
+            raise NetworkError(str(e), e.status) from None
         return Endpoint(
             network_id=net.id,
             endpoint_id=secrets.token_hex(32),

@@ -138,3 +138,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         proc = item.funcargs.get("daemon") if hasattr(item, "funcargs") else None
         if isinstance(proc, DaemonProcess):
             report.sections.append(("dockyardd log (tail)", proc.log_tail(80)))
+
+
+@pytest.fixture
+def networks(docker) -> Iterator[list[str]]:
+    """Networks a test makes: removed after it (after its containers, see `names`)."""
+    created: list[str] = []
+    yield created
+    for name in created:
+        docker("network", "rm", name)
+
+
+@pytest.fixture
+def names(docker, networks) -> Iterator[list[str]]:
+    """Containers a test makes: removed (forced) after it, before its networks."""
+    created: list[str] = []
+    yield created
+    if created:
+        docker("rm", "-f", *created)

@@ -7,20 +7,11 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from docker.errors import APIError
 from harness import unique
-
-
-@pytest.fixture
-def names(docker) -> Iterator[list[str]]:
-    created: list[str] = []
-    yield created
-    for name in created:
-        docker("rm", "-f", name)
 
 
 def inspect(docker, name: str) -> dict:

@@ -20,14 +20,6 @@ def busybox(docker):
         assert pulled.returncode == 0, pulled.output
 
 
-@pytest.fixture
-def names(docker):
-    created: list[str] = []
-    yield created
-    for name in created:
-        docker("rm", "-f", name, timeout=TIMEOUT)
-
-
 def test_docker_run_rm_echo(docker):
     result = docker("run", "--rm", "busybox", "echo", "hi", timeout=TIMEOUT)
     assert result.returncode == 0, result.output

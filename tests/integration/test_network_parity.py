@@ -16,22 +16,6 @@ from harness import unique
 pytestmark = pytest.mark.timeout(300)
 
 
-@pytest.fixture
-def names(docker, networks):  # on `networks`: its containers go first, then the networks can
-    created: list[str] = []
-    yield created
-    if created:
-        docker("rm", "-f", *created)
-
-
-@pytest.fixture
-def networks(docker):
-    created: list[str] = []
-    yield created
-    for name in created:
-        docker("network", "rm", name)
-
-
 def inspect(docker, name: str) -> dict:
     return json.loads(docker("inspect", name).stdout)[0]
 

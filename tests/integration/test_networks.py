@@ -87,22 +87,6 @@ def netns_files(daemon: DaemonProcess) -> list[str]:
     return sorted(os.listdir(path)) if path.exists() else []
 
 
-@pytest.fixture
-def names(docker, networks):  # on `networks`: its containers go first, then the networks can
-    created: list[str] = []
-    yield created
-    if created:
-        docker("rm", "-f", *created)
-
-
-@pytest.fixture
-def networks(docker):
-    created: list[str] = []
-    yield created
-    for name in created:
-        docker("network", "rm", name)
-
-
 def test_seed_scenario_serves_the_host_folder(docker, names, tmp_path: Path) -> None:
     """`run -d --name web -p PORT:80 -v site:/usr/local/apache2/htdocs httpd`: the host folder's page on
     127.0.0.1 and on the host's other address; an edit on the host is served at once; the container's

@@ -33,14 +33,6 @@ def running(docker, name: str) -> bool:
     return result.returncode == 0 and result.stdout.strip() == "running"
 
 
-@pytest.fixture
-def names(docker) -> Iterator[list[str]]:
-    created: list[str] = []
-    yield created
-    for name in created:
-        docker("rm", "-f", name)
-
-
 def test_on_failure_retries_then_stops(docker, docker_client, names):
     name = unique("rp-onfail")
     names.append(name)

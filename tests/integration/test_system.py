@@ -5,6 +5,7 @@ from __future__ import annotations
 import grp
 import json
 import os
+import re
 import signal
 import socket
 import stat
@@ -13,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import DOCKYARD, DOCKYARDD, DaemonProcess, run_cli
+from harness import DOCKYARD, DOCKYARDD, DaemonProcess, run_cli, unique, until
 
 
 def raw_request(socket_path: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -318,3 +319,32 @@ def test_live_restore_is_on_by_default(docker) -> None:
     result = docker("info", "--format", "{{.LiveRestoreEnabled}}")
     assert result.returncode == 0, result.output
     assert result.stdout.strip() == "true"
+
+
+def test_system_df_as_docker_shows_it(docker, dockyard) -> None:
+    """`system df` and `-v` print what the docker CLI prints from the same daemon's GET /system/df."""
+    name, volume = unique("df"), unique("dfvol")
+    run = docker("run", "-d", "--name", name, "-v", f"{volume}:/data", "busybox", "sh", "-c",
+                 "head -c 300000 /dev/zero > /big; head -c 5000 /dev/zero > /data/f; sleep 300")  # fmt: skip
+    assert run.returncode == 0, run.output
+    try:
+        until("the container's writes", lambda: "300kB" in docker("system", "df", "-v").stdout)
+        for args in (["system", "df"], ["system", "df", "-v"]):
+            theirs, ours = docker(*args), dockyard(*args)
+            assert ours.returncode == 0 and theirs.returncode == 0, ours.output + theirs.output
+            # the CREATED/STATUS columns age between the two calls: compare all else
+            assert _steady(ours.stdout) == _steady(theirs.stdout), ours.stdout + theirs.stdout
+        summary = docker("system", "df").stdout
+        assert "Local Volumes   " in summary and "Build Cache" in summary
+        verbose = dockyard("system", "df", "-v").stdout
+        assert f"{volume}   " in verbose and "5kB" in verbose and name in verbose
+    finally:
+        docker("rm", "-f", name)
+        docker("volume", "rm", volume)
+
+
+def _steady(text: str) -> list[str]:
+    return [
+        re.sub(r"\d+ seconds?|Less than a second|About a minute|\d+ minutes?", "T", line)
+        for line in text.splitlines()
+    ]

@@ -28,6 +28,11 @@ async def version(request: web.Request) -> web.Response:
     return json_response(daemon_of(request).version())
 
 
+async def disk_usage(request: web.Request) -> web.Response:
+    daemon = daemon_of(request)
+    return json_response(await asyncio.to_thread(daemon.disk_usage))
+
+
 async def info(request: web.Request) -> web.Response:
     return json_response(daemon_of(request).info())
 
@@ -101,4 +106,5 @@ ROUTES = [
     Route("GET", "/version", version),
     Route("GET", "/info", info),
     Route("GET", "/events", events),
+    Route("GET", "/system/df", disk_usage),
 ]

@@ -1306,20 +1306,9 @@ class ContainerService:
     def size(self, c: Container) -> tuple[int, int]:
         """(SizeRw, SizeRootFs): the container's own writes (its overlay upper dir), and those plus its
         image's layers. Hard links are counted once, directories not at all, as dockerd's directory.Size."""
-        seen: set[tuple[int, int]] = set()
-        total = 0
-        upper = self.rootfs.dir(c.id) / "upper"
-        for root, dirs, files in os.walk(upper):
-            for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
-                try:
-                    st = os.lstat(os.path.join(root, name))
-                except OSError:
-                    continue
-                if st.st_nlink > 1:
-                    if (st.st_dev, st.st_ino) in seen:
-                        continue
-                    seen.add((st.st_dev, st.st_ino))
-                total += st.st_size
+        from ..linux.disk import directory_size
+
+        total = directory_size(self.rootfs.dir(c.id) / "upper")
         image_size = 0
         with contextlib.suppress(ImageError, OSError, AttributeError):
             image_size = int(self.images.get(c.image_id).size)

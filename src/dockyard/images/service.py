@@ -434,6 +434,23 @@ class ImageService:
             reclaimed = max(0, before - self._disk_usage())
         return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
+    def layer_sharing(self) -> tuple[int, dict[str, int]]:
+        """For `system df`: the size of every layer once (LayersSize), and each image's SharedSize (its
+        layers that another image uses too)."""
+        users: dict[str, int] = {}
+        chains_of: dict[str, set[str]] = {}
+        for record in self.store.images.values():
+            chains = set(chain_ids([layer.diff_id for layer in record.layers]))
+            chains_of[record.id] = chains
+            for chain in chains:
+                users[chain] = users.get(chain, 0) + 1
+        sizes = {chain: info.size for chain, info in self.snapshots.all().items()}
+        shared = {
+            image_id: sum(sizes.get(c, 0) for c in chains if users[c] > 1)
+            for image_id, chains in chains_of.items()
+        }
+        return sum(sizes.values()), shared
+
     def _disk_usage(self) -> int:
         return sum(info.size for info in self.snapshots.all().values())
 

@@ -63,11 +63,17 @@ COMMANDS: list[CommandSpec] = [
     CommandSpec("unpause", "manage", "Unpause all processes within one or more containers"),
     CommandSpec("volume", "", "Manage volumes", "Management Commands"),
     CommandSpec("network", "", "Manage networks", "Management Commands"),
+    CommandSpec("system", "", "Manage Dockyard", "Management Commands"),
     CommandSpec("port", "network", "List port mappings or a specific mapping for the container"),
 ]
 
 # Subcommands of the management commands: `dockyard image ls` and so on.
 SUBCOMMANDS: dict[str, list[CommandSpec]] = {
+    "system": [
+        CommandSpec("system df", "system", "Show Dockyard disk usage"),
+        CommandSpec("system events", "system", "Get real time events from the server"),
+        CommandSpec("system info", "system", "Display system-wide information"),
+    ],
     "network": [
         CommandSpec("network connect", "network", "Connect a container to a network"),
         CommandSpec("network create", "network", "Create a network"),

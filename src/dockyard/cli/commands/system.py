@@ -21,10 +21,16 @@ ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 
 
 def configure(spec: CommandSpec) -> CommandParser:
-    if spec.name == "version":
+    if spec.name == "system df":
+        p = CommandParser("system df", "dockyard system df [OPTIONS]", "Show Dockyard disk usage")
+        p.add_format()
+        p.add_argument(
+            "-v", "--verbose", action="store_true", help="Show detailed information on space usage"
+        )
+    elif spec.name == "version":
         p = CommandParser("version", "dockyard version [OPTIONS]", "Show the Dockyard version information")
         p.add_format(short=True)
-    elif spec.name == "info":
+    elif spec.name in ("info", "system info"):
         p = CommandParser("info", "dockyard info [OPTIONS]", "Display system-wide information")
         p.add_format(short=True)
     else:
@@ -37,7 +43,155 @@ def configure(spec: CommandSpec) -> CommandParser:
 
 
 def run(args: Any, client: ApiClient) -> int:
-    return {"version": version, "info": info, "events": events}[args.command](args, client)
+    handlers = {"version": version, "info": info, "events": events, "system df": disk_usage}
+    handlers.update({"system info": info, "system events": events})
+    return handlers[args.command](args, client)
+
+
+# --- system df -----------------------------------------------------------------------------------
+
+
+def _reclaimable(reclaimable: int, total: int) -> str:
+    """As the docker CLI: the size, and its share of the total when there is one."""
+    from ...units import human_size
+
+    shown = human_size(reclaimable)
+    return f"{shown} ({reclaimable * 100 // total}%)" if total > 0 else shown
+
+
+def disk_usage_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The four rows of `system df`, computed from GET /system/df as the docker CLI computes them."""
+    from ...units import human_size
+
+    images = data.get("Images") or []
+    layers = int(data.get("LayersSize") or 0)
+    used = sum(
+        i["VirtualSize"] - i["SharedSize"]
+        for i in images
+        if i.get("Containers") and i.get("VirtualSize", -1) != -1 and i.get("SharedSize", -1) != -1
+    )
+    containers = data.get("Containers") or []
+    active = [
+        c for c in containers if any(s in c.get("State", "") for s in ("running", "paused", "restarting"))
+    ]
+    container_size = sum(int(c.get("SizeRw") or 0) for c in containers)
+    idle_size = container_size - sum(int(c.get("SizeRw") or 0) for c in active)
+    volumes = data.get("Volumes") or []
+    usage = [v.get("UsageData") or {} for v in volumes]
+    volume_size = sum(u["Size"] for u in usage if u.get("Size", -1) != -1)
+    unused = sum(u["Size"] for u in usage if u.get("Size", -1) != -1 and not u.get("RefCount"))
+    cache = data.get("BuildCache") or []
+    cache_size = sum(int(b.get("Size") or 0) for b in cache)
+    return [
+        {
+            "Type": "Images",
+            "TotalCount": str(len(images)),
+            "Active": str(sum(1 for i in images if i.get("Containers"))),
+            "Size": human_size(layers),
+            "Reclaimable": _reclaimable(layers - used, layers),
+        },
+        {
+            "Type": "Containers",
+            "TotalCount": str(len(containers)),
+            "Active": str(len(active)),
+            "Size": human_size(container_size),
+            "Reclaimable": _reclaimable(idle_size, container_size),
+        },
+        {
+            "Type": "Local Volumes",
+            "TotalCount": str(len(volumes)),
+            "Active": str(sum(1 for u in usage if u.get("RefCount"))),
+            "Size": human_size(volume_size),
+            "Reclaimable": _reclaimable(unused, volume_size),
+        },
+        {
+            "Type": "Build Cache",
+            "TotalCount": str(len(cache)),
+            "Active": str(sum(1 for b in cache if b.get("InUse"))),
+            "Size": human_size(cache_size),
+            "Reclaimable": _reclaimable(cache_size, cache_size) if cache_size else human_size(0),
+        },
+    ]
+
+
+DF_FORMAT = "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}"
+DF_HEADERS = {
+    "Type": "TYPE",
+    "TotalCount": "TOTAL",
+    "Active": "ACTIVE",
+    "Size": "SIZE",
+    "Reclaimable": "RECLAIMABLE",
+}
+
+
+def disk_usage(args: Any, client: ApiClient) -> int:
+    data = client.get_json("/system/df")
+    rows = disk_usage_rows(data)
+    if args.format and not args.format.startswith("table"):
+        from ..template import render
+
+        for row in rows:
+            print(json.dumps(row) if args.format == "json" else render(args.format, row))
+        return 0
+    from ..tables import table
+
+    if args.verbose:
+        print(_verbose_disk_usage(data, rows))
+        return 0
+    keys = ["Type", "TotalCount", "Active", "Size", "Reclaimable"]
+    lines = [[DF_HEADERS[k] for k in keys]] + [[row[k] for k in keys] for row in rows]
+    print(table(lines))
+    return 0
+
+
+def _verbose_disk_usage(data: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """`system df -v`: the docker CLI's four sections."""
+    from ...units import human_size
+    from ..tables import ago, table
+    from .containers import ps_row
+
+    images = [
+        ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE", "CONTAINERS"]
+    ]
+    for image in data.get("Images") or []:
+        shared = int(image.get("SharedSize") or 0)
+        for repo_tag in image.get("RepoTags") or ["<none>:<none>"]:
+            repo, _, tag = repo_tag.rpartition(":")
+            images.append(
+                [
+                    repo,
+                    tag,
+                    image["Id"].split(":", 1)[-1][:12],
+                    ago(int(image.get("Created") or 0)),
+                    human_size(image.get("Size") or 0, 3),
+                    human_size(shared),
+                    human_size((image.get("Size") or 0) - shared),
+                    str(image.get("Containers") or 0),
+                ]
+            )
+    containers = [["CONTAINER ID", "IMAGE", "COMMAND", "LOCAL VOLUMES", "SIZE", "CREATED", "STATUS", "NAMES"]]
+    for c in data.get("Containers") or []:
+        row = ps_row(c, True)
+        size = human_size(c.get("SizeRw") or 0)
+        keys = ("ID", "Image", "Command", "LocalVolumes")
+        containers.append([*(row[k] for k in keys), size, row["RunningFor"], row["Status"], row["Names"]])
+    volumes = [["VOLUME NAME", "LINKS", "SIZE"]]
+    for v in data.get("Volumes") or []:
+        usage = v.get("UsageData") or {}
+        volumes.append([v["Name"], str(usage.get("RefCount", 0)), human_size(usage.get("Size") or 0)])
+    cache = [["CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "LAST USED", "USAGE", "SHARED"]]
+    return "\n".join(
+        [
+            "Images space usage:\n",
+            table(images),
+            "\nContainers space usage:\n",
+            table(containers),
+            "\nLocal Volumes space usage:\n",
+            table(volumes),
+            f"\nBuild cache usage: {rows[3]['Size']}\n",
+            table(cache),
+        ]
+    )
 
 
 # --- version --------------------------------------------------------------------------------------

@@ -348,3 +348,38 @@ def _steady(text: str) -> list[str]:
         re.sub(r"\d+ seconds?|Less than a second|About a minute|\d+ minutes?", "T", line)
         for line in text.splitlines()
     ]
+
+
+def test_system_prune_as_docker_prints_it(tmp_path: Path, registry) -> None:
+    """On a daemon of its own (a prune takes everything unused): ours and the docker CLI prompt, and print
+    what went, alike; `-a` takes the unused images too."""
+    proc = DaemonProcess(tmp_path / "d", ["--registry-mirror", registry.url]).start()
+    try:
+
+        def cli(tool: str, *args: str, stdin: str = "") -> str:
+            argv = ["docker", "-H", proc.host] if tool == "docker" else [DOCKYARD, "-H", proc.host]
+            done = run_cli([*argv, *args], input=stdin, timeout=60)
+            assert done.returncode == 0, done.output
+            return re.sub(r"[0-9a-f]{64}", "ID", done.stdout)
+
+        def leftovers() -> None:
+            cli("docker", "run", "--name", unique("stopped"), "busybox", "true")
+            cli("docker", "network", "create", "unused-net")  # pruned each round, so made again
+            cli("docker", "volume", "create")
+
+        for flags in (["system", "prune"], ["system", "prune", "-a", "--volumes"]):
+            assert cli(DOCKYARD, *flags, stdin="n\n") == cli("docker", *flags, stdin="n\n")
+        outputs = []
+        for tool in ("docker", DOCKYARD):
+            leftovers()
+            outputs.append(cli(tool, "system", "prune", "-f", "--volumes"))
+        assert outputs[0] == outputs[1], outputs
+        assert (
+            "Deleted Containers:\nID\n\nDeleted Networks:\n" in outputs[1]
+            and "Deleted Volumes:\nID\n" in outputs[1]
+        )
+        pruned = cli(DOCKYARD, "system", "prune", "-af")
+        assert "Deleted Images:\nuntagged: busybox:latest" in pruned, pruned
+        assert cli("docker", "images", "-q") == ""
+    finally:
+        proc.stop()

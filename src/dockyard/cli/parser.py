@@ -117,3 +117,9 @@ def parse_filters(items: list[str]) -> dict[str, dict[str, bool]]:
             raise UsageError(f"bad format of filter (expected name=value): {item}")
         filters.setdefault(key, {})[value] = True
     return filters
+
+
+def confirm(warning: str) -> bool:
+    """The docker CLI's prompt before a prune: the warning, then y/N read from stdin."""
+    print(warning + "\nAre you sure you want to continue? [y/N] ", end="", flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")

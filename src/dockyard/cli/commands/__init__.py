@@ -73,6 +73,7 @@ SUBCOMMANDS: dict[str, list[CommandSpec]] = {
         CommandSpec("system df", "system", "Show Dockyard disk usage"),
         CommandSpec("system events", "system", "Get real time events from the server"),
         CommandSpec("system info", "system", "Display system-wide information"),
+        CommandSpec("system prune", "system", "Remove unused data"),
     ],
     "network": [
         CommandSpec("network connect", "network", "Connect a container to a network"),

@@ -8,7 +8,7 @@ import sys
 from ...reference import InvalidReference, parse_reference
 from ...units import human_size
 from ..client import ApiClient
-from ..parser import CommandParser, parse_filters
+from ..parser import CommandParser, confirm, parse_filters
 from ..progress import StreamError, display_stream, json_lines
 from ..tables import ago, table
 from . import CommandSpec
@@ -286,9 +286,7 @@ def prune(args: Any, client: ApiClient) -> int:
             if args.all
             else "WARNING! This will remove all dangling images."
         )
-        print(warning + "\nAre you sure you want to continue? [y/N] ", end="", flush=True)
-        answer = sys.stdin.readline().strip().lower()
-        if answer not in ("y", "yes"):
+        if not confirm(warning):
             return 0
     result = client.post_json("/images/prune", query={"filters": filters or None})
     deleted = result.get("ImagesDeleted") or []

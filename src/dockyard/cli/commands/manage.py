@@ -10,7 +10,7 @@ import sys
 
 from ...units import bytes_size, human_size
 from ..client import ApiClient, ApiError
-from ..parser import CommandParser, parse_filters
+from ..parser import CommandParser, confirm, parse_filters
 from . import CommandSpec, find, for_each
 
 TYPE_CHECKING = False
@@ -473,14 +473,8 @@ def attach(args: Any, client: ApiClient) -> int:
 
 def prune(args: Any, client: ApiClient) -> int:
     filters = parse_filters(args.filter)
-    if not args.force:
-        print(
-            "WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ",
-            end="",
-            flush=True,
-        )
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            return 0
+    if not args.force and not confirm("WARNING! This will remove all stopped containers."):
+        return 0
     result = client.post_json("/containers/prune", query={"filters": filters or None})
     deleted = result.get("ContainersDeleted") or []
     reclaimed = 0

@@ -12,7 +12,7 @@ import re
 import sys
 
 from ..client import ApiClient, ApiError
-from ..parser import CommandParser, parse_filters
+from ..parser import CommandParser, confirm, parse_filters
 from . import CommandSpec
 
 TYPE_CHECKING = False
@@ -819,10 +819,8 @@ def disconnect(args: Any, client: ApiClient) -> int:
 
 def prune(args: Any, client: ApiClient) -> int:
     filters = parse_filters(args.filter)
-    if not args.force:
-        print(PRUNE_WARNING + "\nAre you sure you want to continue? [y/N] ", end="", flush=True)
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            return 0
+    if not args.force and not confirm(PRUNE_WARNING):
+        return 0
     result = client.post_json("/networks/prune", query={"filters": filters or None})
     deleted = result.get("NetworksDeleted") or []
     if deleted:

@@ -21,7 +21,15 @@ ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 
 
 def configure(spec: CommandSpec) -> CommandParser:
-    if spec.name == "system df":
+    if spec.name == "system prune":
+        p = CommandParser("system prune", "dockyard system prune [OPTIONS]", "Remove unused data")
+        p.add_argument(
+            "-a", "--all", action="store_true", help="Remove all unused images not just dangling ones"
+        )
+        p.add_filter(short=False, help='Provide filter values (e.g. "label=<key>=<value>")')
+        p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
+        p.add_argument("--volumes", action="store_true", help="Prune anonymous volumes")
+    elif spec.name == "system df":
         p = CommandParser("system df", "dockyard system df [OPTIONS]", "Show Dockyard disk usage")
         p.add_format()
         p.add_argument(
@@ -43,7 +51,13 @@ def configure(spec: CommandSpec) -> CommandParser:
 
 
 def run(args: Any, client: ApiClient) -> int:
-    handlers = {"version": version, "info": info, "events": events, "system df": disk_usage}
+    handlers = {
+        "version": version,
+        "info": info,
+        "events": events,
+        "system df": disk_usage,
+        "system prune": prune,
+    }
     handlers.update({"system info": info, "system events": events})
     return handlers[args.command](args, client)
 
@@ -373,3 +387,52 @@ def _render(template: str, data: Any) -> str:
     from ..template import render
 
     return render(template, data)
+
+
+# --- system prune --------------------------------------------------------------------------------
+
+
+def prune(args: Any, client: ApiClient) -> int:
+    """The docker CLI's `system prune`: containers, networks, (volumes), images, build cache, in that order,
+    each section printed only when something went; one total."""
+    from ...units import human_size
+    from ..parser import confirm
+
+    what = ["all stopped containers", "all networks not used by at least one container"]
+    if args.volumes:
+        what.append("all anonymous volumes not used by at least one container")
+    what.append(
+        "all images without at least one container associated to them" if args.all else "all dangling images"
+    )
+    what.append("all build cache" if args.all else "unused build cache")
+    if not args.force and not confirm("WARNING! This will remove:\n" + "".join(f"  - {w}\n" for w in what)):
+        return 0
+    filters = parse_filters(args.filter)
+    query = {"filters": filters or None}
+    reclaimed = 0
+    containers = client.post_json("/containers/prune", query=query)
+    if containers.get("ContainersDeleted"):
+        print("Deleted Containers:\n" + "".join(f"{c}\n" for c in containers["ContainersDeleted"]))
+    reclaimed += int(containers.get("SpaceReclaimed") or 0)
+    networks = client.post_json("/networks/prune", query=query)
+    if networks.get("NetworksDeleted"):
+        print("Deleted Networks:\n" + "".join(f"{n}\n" for n in networks["NetworksDeleted"]))
+    if args.volumes:
+        volumes = client.post_json("/volumes/prune", query=query)
+        if volumes.get("VolumesDeleted"):
+            print("Deleted Volumes:\n" + "".join(f"{v}\n" for v in volumes["VolumesDeleted"]))
+        reclaimed += int(volumes.get("SpaceReclaimed") or 0)
+    image_filters = dict(filters)
+    if args.all:
+        image_filters.setdefault("dangling", {})["false"] = True
+    images = client.post_json("/images/prune", query={"filters": image_filters or None})
+    if images.get("ImagesDeleted"):
+        lines = [f"{k.lower()}: {v}\n" for record in images["ImagesDeleted"] for k, v in record.items()]
+        print("Deleted Images:\n" + "".join(lines))
+    reclaimed += int(images.get("SpaceReclaimed") or 0)
+    cache = client.post_json("/build/prune", query={"all": args.all} if args.all else None)
+    if cache.get("CachesDeleted"):
+        print("Deleted build cache objects:\n" + "".join(f"{c}\n" for c in cache["CachesDeleted"]))
+    reclaimed += int(cache.get("SpaceReclaimed") or 0)
+    print(f"Total reclaimed space: {human_size(reclaimed)}")
+    return 0

@@ -6,7 +6,7 @@ import json
 import sys
 
 from ..client import ApiClient, ApiError
-from ..parser import CommandParser, UsageError, parse_filters
+from ..parser import CommandParser, UsageError, confirm, parse_filters
 from . import CommandSpec, for_each
 
 TYPE_CHECKING = False
@@ -183,10 +183,8 @@ def prune(args: Any, client: ApiClient) -> int:
         if "all" in filters:
             raise UsageError("conflicting options: cannot specify both --all and --filter all=1")
         filters["all"] = {"true": True}
-    if not args.force:
-        print(ALL_WARNING + "\nAre you sure you want to continue? [y/N] ", end="", flush=True)
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            return 0
+    if not args.force and not confirm(ALL_WARNING):
+        return 0
     result = client.post_json("/volumes/prune", query={"filters": filters or None})
     deleted = result.get("VolumesDeleted") or []
     if deleted:

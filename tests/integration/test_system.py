@@ -321,26 +321,34 @@ def test_live_restore_is_on_by_default(docker) -> None:
     assert result.stdout.strip() == "true"
 
 
-def test_system_df_as_docker_shows_it(docker, dockyard) -> None:
-    """`system df` and `-v` print what the docker CLI prints from the same daemon's GET /system/df."""
-    name, volume = unique("df"), unique("dfvol")
-    run = docker("run", "-d", "--name", name, "-v", f"{volume}:/data", "busybox", "sh", "-c",
-                 "head -c 300000 /dev/zero > /big; head -c 5000 /dev/zero > /data/f; sleep 300")  # fmt: skip
-    assert run.returncode == 0, run.output
+def test_system_df_as_docker_shows_it(tmp_path: Path, registry) -> None:
+    """`system df` and `-v` print what the docker CLI prints from the same daemon's GET /system/df (a daemon
+    of its own, whose images and containers no other test changes between the two calls)."""
+    proc = DaemonProcess(tmp_path / "d", ["--registry-mirror", registry.url]).start()
     try:
-        until("the container's writes", lambda: "300kB" in docker("system", "df", "-v").stdout)
+
+        def cli(tool: str, *args: str) -> str:
+            argv = ["docker", "-H", proc.host] if tool == "docker" else [DOCKYARD, "-H", proc.host]
+            done = run_cli([*argv, *args], timeout=60)
+            assert done.returncode == 0, done.output
+            return done.stdout
+
+        script = "head -c 300000 /dev/zero > /big; head -c 5000 /dev/zero > /data/f; sleep 300"
+        cli("docker", "run", "-d", "--name", "dfa", "-v", "dfvol:/data", "busybox", "sh", "-c", script)
+        cli("docker", "run", "--name", "dfb", "busybox", "sh", "-c", "head -c 1000 /dev/zero > /x")
+        cli("docker", "tag", "busybox", "extra/tag:1")  # an image of two tags shows as one row
+        until("the container's writes", lambda: "300kB" in cli("docker", "system", "df", "-v"))
         for args in (["system", "df"], ["system", "df", "-v"]):
-            theirs, ours = docker(*args), dockyard(*args)
-            assert ours.returncode == 0 and theirs.returncode == 0, ours.output + theirs.output
-            # the CREATED/STATUS columns age between the two calls: compare all else
-            assert _steady(ours.stdout) == _steady(theirs.stdout), ours.stdout + theirs.stdout
-        summary = docker("system", "df").stdout
-        assert "Local Volumes   " in summary and "Build Cache" in summary
-        verbose = dockyard("system", "df", "-v").stdout
-        assert f"{volume}   " in verbose and "5kB" in verbose and name in verbose
+            # the CREATED/STATUS columns may age between the two calls: compare all else
+            theirs, ours = _steady(cli("docker", *args)), _steady(cli(DOCKYARD, *args))
+            assert ours == theirs, "\n".join(ours) + "\n----\n" + "\n".join(theirs)
+        summary = cli(DOCKYARD, "system", "df")
+        assert "Containers      2         1         301kB     1kB (0%)" in summary, summary
+        verbose = cli(DOCKYARD, "system", "df", "-v")
+        assert "dfvol         1         5kB" in verbose and "dfa" in verbose, verbose
+        cli("docker", "rm", "-f", "dfa", "dfb")
     finally:
-        docker("rm", "-f", name)
-        docker("volume", "rm", volume)
+        proc.stop()
 
 
 def _steady(text: str) -> list[str]:

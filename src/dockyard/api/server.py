@@ -10,7 +10,7 @@ from .. import API_VERSION, MIN_API_VERSION, __version__
 from ..containers.service import ContainerError
 from ..engine import Daemon
 from ..network import NetworkError
-from . import archive, containers, images, networks, system, volumes
+from . import archive, container_fs, containers, images, networks, system, volumes
 from . import build as build_api
 from . import exec as exec_api
 from .errors import ApiError
@@ -88,6 +88,7 @@ def build_app(daemon: Daemon) -> web.Application:
     add_routes(app, archive.ROUTES)  # before images: its /images/{name:.+}/... routes are greedy
     add_routes(app, images.ROUTES)
     add_routes(app, containers.ROUTES)
+    add_routes(app, container_fs.ROUTES)
     add_routes(app, exec_api.ROUTES)
     add_routes(app, volumes.ROUTES)
     add_routes(app, networks.ROUTES)

@@ -65,6 +65,12 @@ COMMANDS: list[CommandSpec] = [
     CommandSpec("network", "", "Manage networks", "Management Commands"),
     CommandSpec("system", "", "Manage Dockyard", "Management Commands"),
     CommandSpec("port", "network", "List port mappings or a specific mapping for the container"),
+    CommandSpec("commit", "container_fs", "Create a new image from a container's changes"),
+    CommandSpec("cp", "container_fs", "Copy files/folders between a container and the local filesystem"),
+    CommandSpec(
+        "diff", "container_fs", "Inspect changes to files or directories on a container's filesystem"
+    ),
+    CommandSpec("export", "container_fs", "Export a container's filesystem as a tar archive"),
 ]
 
 # Subcommands of the management commands: `dockyard image ls` and so on.
@@ -118,8 +124,16 @@ SUBCOMMANDS: dict[str, list[CommandSpec]] = {
             "manage",
             "Attach local standard input, output, and error streams to a running container",
         ),
+        CommandSpec("container commit", "manage", "Create a new image from a container's changes"),
+        CommandSpec(
+            "container cp", "manage", "Copy files/folders between a container and the local filesystem"
+        ),
         CommandSpec("container create", "manage", "Create a new container"),
+        CommandSpec(
+            "container diff", "manage", "Inspect changes to files or directories on a container's filesystem"
+        ),
         CommandSpec("container exec", "exec", "Execute a command in a running container"),
+        CommandSpec("container export", "manage", "Export a container's filesystem as a tar archive"),
         CommandSpec("container inspect", "manage", "Display detailed information on one or more containers"),
         CommandSpec("container kill", "manage", "Kill one or more running containers"),
         CommandSpec("container logs", "manage", "Fetch the logs of a container"),

@@ -169,7 +169,7 @@ def _verbose_disk_usage(data: dict[str, Any], rows: list[dict[str, Any]]) -> str
     ]
     for image in data.get("Images") or []:
         shared = int(image.get("SharedSize") or 0)
-        for repo_tag in image.get("RepoTags") or ["<none>:<none>"]:
+        for repo_tag in (image.get("RepoTags") or ["<none>:<none>"])[:1]:  # the docker CLI shows one tag
             repo, _, tag = repo_tag.rpartition(":")
             images.append(
                 [

@@ -60,7 +60,7 @@ def _opaque(path: str) -> bool:
     return False
 
 
-def _is_whiteout(st: os.stat_result) -> bool:
+def is_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
@@ -71,7 +71,7 @@ def _unchanged_dir(rel: str, st: os.stat_result, lowers: list[Path]) -> bool:
             below = os.lstat(lower / rel)
         except (FileNotFoundError, NotADirectoryError):
             continue
-        if _is_whiteout(below):
+        if is_whiteout(below):
             return False
         return (
             stat.S_ISDIR(below.st_mode)
@@ -82,7 +82,7 @@ def _unchanged_dir(rel: str, st: os.stat_result, lowers: list[Path]) -> bool:
     return False
 
 
-def _collect(upper: Path, lowers: list[Path]) -> list[tuple[str, os.stat_result, bool]]:
+def changed_entries(upper: Path, lowers: list[Path]) -> list[tuple[str, os.stat_result, bool]]:
     """(relative name, stat, opaque) of what goes into the layer, parents before children."""
     kept: list[tuple[str, os.stat_result, bool]] = []
 
@@ -118,7 +118,7 @@ def _collect(upper: Path, lowers: list[Path]) -> list[tuple[str, os.stat_result,
 
 def write_layer(upper: Path, out: BinaryIO, lowers: list[Path]) -> LayerDiff:
     """Write the changes in `upper` (lower dirs: the image's layers, uppermost first) as a tar."""
-    entries = _collect(upper, lowers)
+    entries = changed_entries(upper, lowers)
     writer = _HashingWriter(out)
     links: dict[tuple[int, int], str] = {}
     with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as archive:  # type: ignore[call-overload]
@@ -129,7 +129,7 @@ def write_layer(upper: Path, out: BinaryIO, lowers: list[Path]) -> LayerDiff:
             info.uname = info.gname = ""
             info.mtime = int(st.st_mtime)
             info.mode = stat.S_IMODE(st.st_mode)
-            if _is_whiteout(st):
+            if is_whiteout(st):
                 parent, _, base = rel.rpartition("/")
                 info.name = (parent + "/" if parent else "") + WHITEOUT_PREFIX + base
                 info.mode = 0o600  # as dockerd's overlay2 diff writes a whiteout (owner: the 0/0 device's)

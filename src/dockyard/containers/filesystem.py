@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .. import __version__
-from ..build.layer import _collect, _is_whiteout, write_layer
+from ..build.layer import changed_entries, is_whiteout, write_layer
 from ..engine.hostinfo import go_arch
 from ..images import ImageError
 from ..images.archive import go_json
@@ -175,8 +175,8 @@ def overlay_changes(upper: Path, lowers: list[Path]) -> list[dict[str, Any]]:
     /etc/hosts...) is not a change. Sorted by path: dockerd's own order varies from call to call (it
     walks a Go map), but always puts a directory before what it holds, which the sort keeps."""
     changes = []
-    for rel, st, _opaque in _collect(upper, lowers):
-        if _is_whiteout(st):
+    for rel, st, _opaque in changed_entries(upper, lowers):
+        if is_whiteout(st):
             kind = CHANGE_DELETED
         elif any(os.path.lexists(lower / rel) for lower in lowers):
             kind = CHANGE_MODIFIED

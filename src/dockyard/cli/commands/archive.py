@@ -70,25 +70,30 @@ def save(args: Any, client: ApiClient) -> int:
         if directory and not os.path.isdir(directory):
             return _fail(f'failed to save image: invalid output path: directory "{directory}" does not exist')
     response = client.send("GET", "/images/get", [("names", name) for name in args.images])
-    if not args.output:
+    write_stream(response, args.output)
+    return 0
+
+
+def write_stream(response: Any, output: str | None) -> None:
+    """A streamed body to stdout, or into a temporary file beside `output` renamed when whole (a failed
+    transfer leaves no half archive)."""
+    if not output:
         out = sys.stdout.buffer
         for chunk in response.iter_chunks():
             out.write(chunk)
         out.flush()
-        return 0
-    # Into a temporary file beside the target, renamed when whole: a failed save leaves no half archive.
-    directory = os.path.dirname(os.path.abspath(args.output))
+        return
+    directory = os.path.dirname(os.path.abspath(output))
     temp = os.path.join(directory, f".dockyard_temp_{os.getpid()}")
     try:
-        with open(temp, "wb") as out:
+        with open(temp, "wb") as f:
             for chunk in response.iter_chunks():
-                out.write(chunk)
-        os.replace(temp, args.output)
+                f.write(chunk)
+        os.replace(temp, output)
     except BaseException:
         if os.path.exists(temp):
             os.unlink(temp)
         raise
-    return 0
 
 
 def _show(response: Any, quiet: bool = False) -> int:

@@ -125,24 +125,9 @@ def commit(args: Any, client: ApiClient) -> int:
 def export(args: Any, client: ApiClient) -> int:
     if not args.output and os.isatty(sys.stdout.fileno()):
         return _fail("cowardly refusing to save to a terminal. Use the -o flag or redirect")
-    response = client.request("GET", f"/containers/{args.container}/export")
-    if not args.output:
-        out = sys.stdout.buffer
-        for chunk in response.iter_chunks():
-            out.write(chunk)
-        out.flush()
-        return 0
-    directory = os.path.dirname(os.path.abspath(args.output))
-    tmp = os.path.join(directory, f".{os.path.basename(args.output)}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            for chunk in response.iter_chunks():
-                f.write(chunk)
-        os.replace(tmp, args.output)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from .archive import write_stream
+
+    write_stream(client.request("GET", f"/containers/{args.container}/export"), args.output)
     return 0
 
 

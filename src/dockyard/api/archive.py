@@ -17,7 +17,7 @@ from aiohttp import web
 
 from ..distribution import InvalidPlatform, Platform
 from ..distribution.pull import progress_message
-from ..engine.hostinfo import go_arch
+from ..goarch import go_arch
 from ..images import ImageError, archive
 from ..images.ingest import ChunkPipe
 from ..reference import InvalidReference, parse_reference

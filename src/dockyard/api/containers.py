@@ -17,7 +17,7 @@ from ..logs.jsonfile import format_time
 from ..runtime import shim_protocol
 from ..units import parse_time
 from .errors import BadRequest
-from .http import json_body, json_response, query_bool, query_filters, query_int
+from .http import json_body, json_response, query_bool, query_filters, query_int, query_size
 from .routing import Route, daemon_of
 
 log = logging.getLogger("dockyard.api")
@@ -308,11 +308,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
 
 
 async def resize(request: web.Request) -> web.Response:
-    try:
-        height = int(request.query.get("h") or 0)
-        width = int(request.query.get("w") or 0)
-    except ValueError:
-        raise BadRequest("invalid resize size") from None
+    height, width = query_size(request)
     await daemon_of(request).containers.resize(request.match_info["id"], height, width)
     return web.Response(status=200)
 

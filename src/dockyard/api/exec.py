@@ -10,8 +10,8 @@ from aiohttp import web
 from ..containers.service import ContainerError, ExecStartFailed
 from ..runtime import shim_protocol
 from .containers import _copy_streams, _hijack
-from .errors import ApiError, BadRequest
-from .http import json_body, json_response
+from .errors import ApiError
+from .http import json_body, json_response, query_size
 from .routing import Route, daemon_of
 
 log = logging.getLogger("dockyard.api")
@@ -74,11 +74,7 @@ async def start(request: web.Request) -> web.StreamResponse:
 
 
 async def resize(request: web.Request) -> web.Response:
-    try:
-        height = int(request.query.get("h") or 0)
-        width = int(request.query.get("w") or 0)
-    except ValueError:
-        raise BadRequest("invalid resize size") from None
+    height, width = query_size(request)
     await daemon_of(request).containers.exec_resize(request.match_info["id"], height, width)
     return web.Response(status=200)
 

@@ -76,3 +76,11 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest("invalid JSON body")
     return body
+
+
+def query_size(request: web.Request) -> tuple[int, int]:
+    """A resize's terminal size, `h` and `w`."""
+    try:
+        return int(request.query.get("h") or 0), int(request.query.get("w") or 0)
+    except ValueError:
+        raise BadRequest("invalid resize size") from None

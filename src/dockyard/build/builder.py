@@ -33,6 +33,7 @@ from .. import __version__
 from ..containers.service import ContainerError, ContainerService
 from ..distribution import Platform, RegistryError
 from ..engine.events import EventBus
+from ..goarch import go_arch
 from ..images import ImageError
 from ..images.archive import go_json
 from ..images.changes import container_config
@@ -447,7 +448,7 @@ class _Run:
         state = _State(run_config, image_id, config, args.clone_for_stage(), stage.name)
         if not image_id:
             state.image_config = {
-                "architecture": (platform.architecture if platform else "") or _host_arch(),
+                "architecture": (platform.architecture if platform else "") or go_arch(),
                 "os": "linux",
             }
         triggers = list(run_config.get("OnBuild") or [])
@@ -743,7 +744,7 @@ class _Run:
             layers.append(layer_record)
             diff_ids.append(diff_id)
         config: dict[str, Any] = {
-            "architecture": parent.get("architecture") or _host_arch(),
+            "architecture": parent.get("architecture") or go_arch(),
             "config": container_config(state.run_config),
             "container_config": container_config(step_config),
             "created": created,
@@ -1002,13 +1003,6 @@ def _join_clean(*parts: str) -> str:
     """Go's filepath.Join: joined and cleaned ("//x" is "/x")."""
     joined = os.path.normpath(os.path.join(*parts))
     return "/" + joined.lstrip("/") if joined.startswith("/") else joined
-
-
-def _host_arch() -> str:
-    import platform
-
-    machine = platform.machine()
-    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(machine, machine)
 
 
 def _port_specs(port: str) -> list[str]:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from ..images.tarwrite import add_entry, tar_info
+
 __all__ = ["LayerDiff", "write_layer"]
 
 WHITEOUT_PREFIX = ".wh."
@@ -123,52 +125,19 @@ def write_layer(upper: Path, out: BinaryIO, lowers: list[Path]) -> LayerDiff:
     links: dict[tuple[int, int], str] = {}
     with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as archive:  # type: ignore[call-overload]
         for rel, st, opaque in entries:
-            path = upper / rel
-            info = tarfile.TarInfo(rel)
-            info.uid, info.gid = st.st_uid, st.st_gid
-            info.uname = info.gname = ""
-            info.mtime = int(st.st_mtime)
-            info.mode = stat.S_IMODE(st.st_mode)
+            info = tar_info(rel, st)
             if is_whiteout(st):
                 parent, _, base = rel.rpartition("/")
                 info.name = (parent + "/" if parent else "") + WHITEOUT_PREFIX + base
                 info.mode = 0o600  # as dockerd's overlay2 diff writes a whiteout (owner: the 0/0 device's)
                 archive.addfile(info)
                 continue
-            if stat.S_ISDIR(st.st_mode):
-                info.type = tarfile.DIRTYPE
-                archive.addfile(info)
-                if opaque:
-                    marker = tarfile.TarInfo(f"{rel}/{OPAQUE}")
-                    marker.mtime = info.mtime
-                    # dockerd gives the marker its directory's permission bits and owner
-                    marker.mode = info.mode & 0o777
-                    marker.uid, marker.gid = info.uid, info.gid
-                    archive.addfile(marker)
-                continue
-            if stat.S_ISLNK(st.st_mode):
-                info.type = tarfile.SYMTYPE
-                info.linkname = os.readlink(path)
-                archive.addfile(info)
-                continue
-            if stat.S_ISREG(st.st_mode):
-                key = (st.st_dev, st.st_ino)
-                if st.st_nlink > 1 and key in links:
-                    info.type = tarfile.LNKTYPE
-                    info.linkname = links[key]
-                    archive.addfile(info)
-                    continue
-                links[key] = rel
-                info.size = st.st_size
-                with open(path, "rb") as f:
-                    archive.addfile(info, f)
-                continue
-            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-                info.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
-                info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-                archive.addfile(info)
-            elif stat.S_ISFIFO(st.st_mode):
-                info.type = tarfile.FIFOTYPE
-                archive.addfile(info)
-            # sockets have no tar form: left out, as Docker does
+            add_entry(archive, info, upper / rel, st, links)
+            if opaque:
+                marker = tarfile.TarInfo(f"{rel}/{OPAQUE}")
+                marker.mtime = info.mtime
+                # dockerd gives the marker its directory's permission bits and owner
+                marker.mode = info.mode & 0o777
+                marker.uid, marker.gid = info.uid, info.gid
+                archive.addfile(marker)
     return LayerDiff("sha256:" + writer.hash.hexdigest(), writer.size, len(entries))

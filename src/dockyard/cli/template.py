@@ -66,3 +66,12 @@ def render(template: str, data: Any) -> str:
     """Render a Go-style template; escape sequences \\t and \\n work as in the docker CLI."""
     template = template.replace("\\t", "\t").replace("\\n", "\n")
     return ACTION.sub(lambda m: _evaluate(m.group(1), data), template)
+
+
+def print_inspected(found: list[Any], template: str | None) -> None:
+    """What an `inspect` found: each through the `--format` template, or all as an indented JSON array."""
+    if template:
+        for item in found:
+            print(render(template, item))
+    else:
+        print(json.dumps(found, indent=4))

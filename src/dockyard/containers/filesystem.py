@@ -31,10 +31,11 @@ from typing import Any, BinaryIO
 
 from .. import __version__
 from ..build.layer import changed_entries, is_whiteout, write_layer
-from ..engine.hostinfo import go_arch
+from ..goarch import go_arch
 from ..images import ImageError
 from ..images.archive import go_json
 from ..images.changes import ChangeError, apply_changes, container_config
+from ..images.tarwrite import add_entry, tar_info
 from ..reference import InvalidReference, parse_reference
 from .service import ContainerError, ContainerService
 from .store import Container
@@ -333,47 +334,20 @@ class ContainerFilesystem:
             st = os.lstat(host)
         except FileNotFoundError:
             return  # gone meanwhile
-        info = tarfile.TarInfo(name)
-        info.uid, info.gid = st.st_uid, st.st_gid
-        info.uname = info.gname = ""
-        info.mtime = int(st.st_mtime)
-        info.mode = stat.S_IMODE(st.st_mode)
-        if stat.S_ISDIR(st.st_mode):
-            info.type = tarfile.DIRTYPE
-            archive.addfile(info)
-            try:
-                names = sorted(os.listdir(host))
-            except OSError:
-                return
-            # `/x/.` names the entries `./a`; `/` names them `/a`, as dockerd's rebase does
-            prefix = "./" if name == "." else name.rstrip("/") + "/"
-            for child in names:
-                child_c = posixpath.join(cpath, child)
-                # a mount below this directory shows its source's content, not the mount point's
-                archive_host = view.host(child_c) if view.mount_of(child_c) else os.path.join(host, child)
-                self._add(archive, view, child_c, archive_host, prefix + child, links)
-        elif stat.S_ISLNK(st.st_mode):
-            info.type = tarfile.SYMTYPE
-            info.linkname = os.readlink(host)
-            archive.addfile(info)
-        elif stat.S_ISREG(st.st_mode):
-            key = (st.st_dev, st.st_ino)
-            if st.st_nlink > 1 and key in links:
-                info.type = tarfile.LNKTYPE
-                info.linkname = links[key]
-                archive.addfile(info)
-                return
-            links[key] = name
-            info.size = st.st_size
-            with open(host, "rb") as f:
-                archive.addfile(info, f)
-        elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-            info.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
-            info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-            archive.addfile(info)
-        elif stat.S_ISFIFO(st.st_mode):
-            info.type = tarfile.FIFOTYPE
-            archive.addfile(info)
+        add_entry(archive, tar_info(name, st), host, st, links)
+        if not stat.S_ISDIR(st.st_mode):
+            return
+        try:
+            names = sorted(os.listdir(host))
+        except OSError:
+            return
+        # `/x/.` names the entries `./a`; `/` names them `/a`, as dockerd's rebase does
+        prefix = "./" if name == "." else name.rstrip("/") + "/"
+        for child in names:
+            child_c = posixpath.join(cpath, child)
+            # a mount below this directory shows its source's content, not the mount point's
+            archive_host = view.host(child_c) if view.mount_of(child_c) else os.path.join(host, child)
+            self._add(archive, view, child_c, archive_host, prefix + child, links)
 
     # extract (docker cp into a container)
 

@@ -9,16 +9,7 @@ import subprocess
 from dataclasses import dataclass
 from functools import cache
 
-# Go's names for machine architectures, which Docker clients and image indexes use.
-GO_ARCH = {
-    "x86_64": "amd64",
-    "aarch64": "arm64",
-    "armv7l": "arm",
-    "i686": "386",
-    "ppc64le": "ppc64le",
-    "s390x": "s390x",
-    "riscv64": "riscv64",
-}
+from ..goarch import go_arch
 
 
 @dataclass(frozen=True)
@@ -36,11 +27,6 @@ class HostInfo:
     memory_limit: bool
     pids_limit: bool
     ipv4_forwarding: bool
-
-
-def go_arch(machine: str | None = None) -> str:
-    machine = machine or platform.machine()
-    return GO_ARCH.get(machine, machine)
 
 
 def _os_release() -> dict[str, str]:

@@ -36,6 +36,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ..goarch import go_arch
 from ..reference import InvalidReference, Reference, parse_reference
 from .changes import ChangeError, apply_changes, empty_container_config
 from .content import BlobNotFound, digest_hex, sha256_digest
@@ -94,7 +95,6 @@ _V1_FIELDS = (
     "variant",
     "os",
 )
-_GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
 
 # (layer id shown, bytes read, total): "Loading layer" progress, called on the event loop.
 LoadProgress = Callable[[str, int, int], None]
@@ -133,13 +133,6 @@ def _now_rfc3339nano() -> str:
     base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000))
     fraction = f"{ns % 1_000_000_000:09d}".rstrip("0")
     return f"{base}.{fraction}Z" if fraction else f"{base}Z"
-
-
-def _host_arch() -> str:
-    import platform
-
-    machine = platform.machine()
-    return _GO_ARCH.get(machine, machine)
 
 
 # --------------------------------------------------------------------------------------------- save
@@ -932,7 +925,7 @@ def _drop_unused_chains(service: ImageService, chains: list[str]) -> None:
 
 
 def _default_platform_filter(platform: dict[str, Any]) -> bool:
-    return platform.get("os", "linux") == "linux" and platform.get("architecture") == _host_arch()
+    return platform.get("os", "linux") == "linux" and platform.get("architecture") == go_arch()
 
 
 async def load(
@@ -1107,7 +1100,7 @@ async def import_rootfs(
             layer.diff_id,
             container_config,
             message or f"Imported from {source}",
-            architecture or _host_arch(),
+            architecture or go_arch(),
             os_name,
             variant,
         )

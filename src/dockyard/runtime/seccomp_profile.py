@@ -23,11 +23,12 @@ import os
 import re
 from typing import Any
 
+from ..goarch import go_arch
+
 __all__ = [
     "CLONE_NAMESPACE_FLAGS",
     "ProfileError",
     "default_profile",
-    "go_arch",
     "load_profile",
     "setup_seccomp",
 ]
@@ -165,19 +166,7 @@ _ARCH_MAP = [
     ("SCMP_ARCH_RISCV64", []),
 ]
 
-# Go's GOARCH for a uname machine, and the SCMP arch dockerd pairs with it
-_GO_ARCH = {
-    "x86_64": "amd64",
-    "i386": "386",
-    "i686": "386",
-    "aarch64": "arm64",
-    "armv7l": "arm",
-    "armv6l": "arm",
-    "ppc64le": "ppc64le",
-    "s390x": "s390x",
-    "mips64": "mips64",
-    "riscv64": "riscv64",
-}
+# the SCMP arch dockerd pairs with each GOARCH
 _NATIVE_SCMP = {
     "amd64": "SCMP_ARCH_X86_64",
     "386": "SCMP_ARCH_X86",
@@ -189,12 +178,6 @@ _NATIVE_SCMP = {
     "mips64le": "SCMP_ARCH_MIPSEL64",
     "riscv64": "SCMP_ARCH_RISCV64",
 }
-
-
-def go_arch(machine: str | None = None) -> str:
-    """This machine's architecture as Go names it (what profiles' `arches` match)."""
-    machine = machine or os.uname().machine
-    return _GO_ARCH.get(machine, machine)
 
 
 def _entry(names: str | list[str], **fields: Any) -> dict[str, Any]:

@@ -555,14 +555,9 @@ class _Shim:
                 self._exec_exited(self.exec_pids.pop(pid), status)
 
     def _on_output(self, fd: int, mask: int) -> None:
-        try:
-            data = os.read(fd, READ_SIZE)
-        except BlockingIOError:
+        data = _read_output(fd)
+        if data is None:
             return
-        except OSError as e:
-            if e.errno != errno.EIO:  # EIO: a pty whose slave side is all closed
-                raise
-            data = b""
         stream = self.outputs[fd]
         if not data:
             self.sel.unregister(fd)
@@ -907,14 +902,9 @@ class _Shim:
         return {"ok": True, "pid": proc.pid, "tty": tty}
 
     def _on_exec_output(self, ex: _Exec, fd: int) -> None:
-        try:
-            data = os.read(fd, READ_SIZE)
-        except BlockingIOError:
+        data = _read_output(fd)
+        if data is None:
             return
-        except OSError as e:
-            if e.errno != errno.EIO:  # EIO: a pty whose slave side is all closed
-                raise
-            data = b""
         if not data:
             self._exec_close_output(ex, fd)
             self._exec_maybe_done(ex)
@@ -1090,6 +1080,19 @@ def main(argv: list[str] | None = None) -> NoReturn:
         with contextlib.suppress(PermissionError):
             os.setsid()
     detach(config, args.ready_fd if args.ready_fd is not None else -1)
+
+
+def _read_output(fd: int) -> bytes | None:
+    """What a container's (or an exec's) output has: b"" at its end (EIO from a pty whose other side is all
+    closed counts as the end), None when nothing is there yet."""
+    try:
+        return os.read(fd, READ_SIZE)
+    except BlockingIOError:
+        return None
+    except OSError as e:
+        if e.errno != errno.EIO:
+            raise
+        return b""
 
 
 if __name__ == "__main__":

@@ -262,16 +262,24 @@ def _run_attached(args: Any, client: ApiClient) -> int:
     if streams.detached:  # ctrl-p ctrl-q: the container runs on, as after docker's detach
         waiter.close()
         return 0
-    try:
-        status = json.loads(wait_response.read() or b"{}")
-    except ValueError:
+    status = read_wait(waiter, wait_response)
+    if status is None:
         return 125
-    finally:
-        waiter.close()
     if (status.get("Error") or {}).get("Message"):
         print(f"Error response from daemon: {status['Error']['Message']}", file=sys.stderr)
         return 125
     return int(status.get("StatusCode", 125))
+
+
+def read_wait(waiter: Any, wait_response: Any) -> dict[str, Any] | None:
+    """The body of the `/wait` that an attached run or attach opened before the start (None when it is not
+    JSON); the waiter's connection is closed either way."""
+    try:
+        return json.loads(wait_response.read() or b"{}")
+    except ValueError:
+        return None
+    finally:
+        waiter.close()
 
 
 def _resize(client: ApiClient, container_id: str, height: int, width: int) -> None:

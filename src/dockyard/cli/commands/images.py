@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 from ...reference import InvalidReference, parse_reference
@@ -247,13 +246,9 @@ def inspect(args: Any, client: ApiClient) -> int:
             kind = "object" if args.command == "inspect" else "image"
             print(f"Error: No such {kind}: {name}", file=sys.stderr)
             status = 1
-    if args.format:
-        from ..template import render
+    from ..template import print_inspected
 
-        for item in found:
-            print(render(args.format, item))
-    else:
-        print(json.dumps(found, indent=4))
+    print_inspected(found, args.format)
     return status
 
 

@@ -459,13 +459,10 @@ def attach(args: Any, client: ApiClient) -> int:
     if streams.detached:
         waiter.close()
         return 0
-    try:
-        status = json.loads(wait_response.read() or b"{}")
-    except ValueError:
-        return 125
-    finally:
-        waiter.close()
-    return int(status.get("StatusCode", 0))
+    from .containers import read_wait
+
+    status = read_wait(waiter, wait_response)
+    return 125 if status is None else int(status.get("StatusCode", 0))
 
 
 # --- prune, inspect ------------------------------------------------------------------------------------
@@ -529,11 +526,7 @@ def inspect(args: Any, client: ApiClient) -> int:
             status = 1
             continue
         found.append(item)
-    if args.format:
-        from ..template import render
+    from ..template import print_inspected
 
-        for item in found:
-            print(render(args.format, item))
-    else:
-        print(json.dumps(found, indent=4))
+    print_inspected(found, args.format)
     return status

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 from ... import API_VERSION, __version__
+from ...goarch import go_arch
 from ...units import bytes_size
 from ..client import ApiClient, DaemonUnavailable
 from ..parser import CommandParser, parse_filters
@@ -16,8 +16,6 @@ from . import CommandSpec
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
-
-ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 
 
 def configure(spec: CommandSpec) -> CommandParser:
@@ -217,7 +215,7 @@ def _client_version() -> dict[str, Any]:
         "ApiVersion": API_VERSION,
         "PythonVersion": sys.version.split()[0],
         "Os": "linux",
-        "Arch": ARCH.get(os.uname().machine, os.uname().machine),
+        "Arch": go_arch(),
     }
 
 

@@ -151,13 +151,9 @@ def inspect(args: Any, client: ApiClient) -> int:
         except ApiError as e:
             print(f"Error response from daemon: {e.message}", file=sys.stderr)
             status = 1
-    if args.format:
-        from ..template import render
+    from ..template import print_inspected
 
-        for item in found:
-            print(render(args.format, item))
-    else:
-        print(json.dumps(found, indent=4))
+    print_inspected(found, args.format)
     return status
 
 

@@ -190,6 +190,67 @@ def test_the_ruleset() -> None:
     assert firewall.table_name("dy-t.1") == "dockyard_dy_t_1"
 
 
+def _chain(text: str, name: str) -> list[str]:
+    lines = [line.strip() for line in text.splitlines()]
+    start = lines.index(f"chain {name} {{")
+    return lines[start + 1 : lines.index("}", start)]
+
+
+def test_the_ruleset_keeps_the_hosts_loopback_the_hosts() -> None:
+    """CVE-2020-8558: with route_localnet=1 on the bridges, what a container sends to (or from) 127.0.0.0/8
+    is dropped as it arrives on any bridge, before conntrack and DNAT (raw priority)."""
+    bridges = [
+        firewall.BridgeRules("dy0", "172.17.0.0/16", internal=False),
+        firewall.BridgeRules("br-1", "172.18.0.0/16", internal=True),
+    ]
+    forwards = [firewall.Forward(PortMapping("tcp", 80, "127.0.0.1", 8080), "172.17.0.2")]
+    text = firewall.render("dockyard_dy0", bridges, forwards)
+    assert _chain(text, "loopback") == [
+        "type filter hook prerouting priority raw; policy accept;",
+        'iifname { "dy0", "br-1" } ip daddr 127.0.0.0/8 drop',
+        'iifname { "dy0", "br-1" } ip saddr 127.0.0.0/8 drop',
+    ]
+    # publishing on 127.0.0.1 stays: the DNAT from the host's loopback, its source made the bridge's
+    assert "ip daddr 127.0.0.1 tcp dport 8080 dnat to 172.17.0.2:80" in _chain(text, "ports")
+    assert 'oifname "dy0" ip saddr 127.0.0.0/8 masquerade' in _chain(text, "postrouting")
+
+
+def test_the_ruleset_lets_into_a_bridge_only_replies_published_ports_and_its_own() -> None:
+    bridges = [
+        firewall.BridgeRules("dy0", "172.17.0.0/16", internal=False),
+        firewall.BridgeRules("br-1", "172.18.0.0/16", internal=False),
+        firewall.BridgeRules("br-2", "172.19.0.0/16", internal=True),
+    ]
+    forward = _chain(firewall.render("dockyard_dy0", bridges, []), "forward")
+    every = '{ "dy0", "br-1", "br-2" }'
+    assert forward == [
+        "type filter hook forward priority filter; policy accept;",
+        # between bridges, and in/out of internal ones: dropped first, DNAT-ed or not
+        'iifname "dy0" oifname { "br-1", "br-2" } drop',
+        'iifname "br-1" oifname { "dy0", "br-2" } drop',
+        'iifname "br-2" oifname != "br-2" drop',
+        'oifname "br-2" iifname != "br-2" drop',
+        'iifname "br-2" oifname { "dy0", "br-1" } drop',
+        # into a bridge: replies, published (DNAT-ed) ports, its own traffic; nothing else
+        f"oifname {every} ct state established,related accept",
+        f"oifname {every} ct status dnat accept",
+        'iifname "dy0" oifname "dy0" accept',
+        'iifname "br-1" oifname "br-1" accept',
+        'iifname "br-2" oifname "br-2" accept',
+        f"oifname {every} drop",
+    ]
+    # out of a bridge (containers' own connections) nothing matches: the chain's policy accepts them
+    assert not any(rule.startswith('iifname "dy0" oifname != ') for rule in forward)
+
+
+def test_the_ruleset_without_bridges() -> None:
+    """`--bridge none` and no user network: empty chains (an empty `{ }` set would not parse)."""
+    text = firewall.render("dockyard_none", [], [])
+    assert _chain(text, "loopback") == ["type filter hook prerouting priority raw; policy accept;"]
+    assert _chain(text, "forward") == ["type filter hook forward priority filter; policy accept;"]
+    assert "{ }" not in text
+
+
 # --- DNS ----------------------------------------------------------------------------------------------
 
 

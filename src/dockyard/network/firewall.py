@@ -1,7 +1,8 @@
 """The daemon's nftables table: published ports (kernel DNAT), outbound masquerading, isolation between
-networks. The whole table is rewritten in one transaction at every change, so it never holds a rule for a
-container that is gone, and each daemon owns its own table (named after its default bridge): several daemons
-on a host never touch each other's rules."""
+networks, the host's loopback kept the host's, and only published ports (and replies) let into a bridge. The
+whole table is rewritten in one transaction at every change, so it never holds a rule for a container that is
+gone, and each daemon owns its own table (named after its default bridge): several daemons on a host never
+touch each other's rules."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ def render(table: str, bridges: list[BridgeRules], forwards: list[Forward]) -> s
     postrouting = []
     forward = []
     devices = [b.device for b in bridges]
+    every = f"{{ {', '.join(_quote(d) for d in devices)} }}"
     for b in bridges:
         dev = _quote(b.device)
         # DNAT from the host's 127.0.0.1 leaves with a loopback source: make it the bridge's address
@@ -54,6 +56,23 @@ def render(table: str, bridges: list[BridgeRules], forwards: list[Forward]) -> s
         others = [_quote(d) for d in devices if d != b.device]
         if others:
             forward.append(f"    iifname {dev} oifname {{ {', '.join(others)} }} drop")
+    loopback = []
+    if devices:
+        # Every bridge has route_localnet=1 (for the DNAT from the host's 127.0.0.1), so the kernel no longer
+        # takes 127.0.0.0/8 on a bridge for a martian: a container with CAP_NET_RAW could send packets to
+        # 127.0.0.1 through the gateway's MAC and reach services that listen on the host's loopback only
+        # (CVE-2020-8558). Dropped before conntrack and NAT; replies to connections DNAT-ed from the host's
+        # loopback arrive with the bridge's address (masqueraded above), turned back to 127.0.0.1 only later.
+        loopback.append(f"    iifname {every} ip daddr 127.0.0.0/8 drop")
+        loopback.append(f"    iifname {every} ip saddr 127.0.0.0/8 drop")
+        # Into a bridge from anywhere else, as dockerd: replies, connections DNAT-ed to a published port
+        # (a container's own bridge reaching it through the host included), traffic within the bridge;
+        # nothing else (a neighbour routed through this host reached every port of every container).
+        # The bridges' own traffic out is not matched here: containers' connections out stay allowed.
+        forward.append(f"    oifname {every} ct state established,related accept")
+        forward.append(f"    oifname {every} ct status dnat accept")
+        forward += [f"    iifname {_quote(d)} oifname {_quote(d)} accept" for d in devices]
+        forward.append(f"    oifname {every} drop")
     lines = [
         f"table ip {table} {{}}",
         f"delete table ip {table}",
@@ -72,6 +91,10 @@ def render(table: str, bridges: list[BridgeRules], forwards: list[Forward]) -> s
         "  chain postrouting {",
         "    type nat hook postrouting priority srcnat; policy accept;",
         *postrouting,
+        "  }",
+        "  chain loopback {",
+        "    type filter hook prerouting priority raw; policy accept;",
+        *loopback,
         "  }",
         "  chain forward {",
         "    type filter hook forward priority filter; policy accept;",

@@ -272,8 +272,10 @@ class NetworkService:
                 nl.set_up(index)
             subnet = ipaddress.IPv4Network(net.subnet)
             nl.add_address(index, ipaddress.IPv4Interface(f"{net.gateway}/{subnet.prefixlen}"))
-        # connections DNAT-ed from the host's 127.0.0.1 leave through the bridge with a loopback source
-        _sysctl(f"net/ipv4/conf/{net.device}/route_localnet", "1")
+        # connections DNAT-ed from the host's 127.0.0.1 leave through the bridge with a loopback source; the
+        # table's `loopback` chain drops what containers send to (or from) 127.0.0.0/8 meanwhile. Without the
+        # table (`iptables: false`, no published ports) the kernel's martian check stays as it is by default
+        _sysctl(f"net/ipv4/conf/{net.device}/route_localnet", "1" if self.firewall_rules else "0")
 
     def _save(self, net: Network) -> None:
         self.networks[net.id] = net

@@ -9,9 +9,11 @@ want_tests=0
 
 # libnftables1: published ports and network isolation are nftables rules, written through the library
 packages=(python3 python3-venv python3-pip busybox-static docker-registry runc iproute2 util-linux curl
-  libseccomp2 libnftables1)
+  libseccomp2 libnftables1 tini)
 # htpasswd, for the tests' registry with Basic authentication
 [ "${1:-}" = "--test" ] && packages+=(apache2-utils)
+# gcc and a static libc: the security tests compile small hostile helpers that run inside containers
+[ "${1:-}" = "--test" ] && packages+=(gcc libc6-dev)
 # crun, so the tests can check a second external runtime (runc is in the list above)
 [ "${1:-}" = "--test" ] && packages+=(crun)
 

@@ -184,8 +184,14 @@ def test_default_mounts_match_docker():
 def test_default_device_rules():
     rules = spec()["linux"]["resources"]["devices"]
     assert rules[0] == {"allow": False, "access": "rwm"}  # deny everything first
-    allowed = {(r["type"], r["major"], r.get("minor")) for r in rules if r["allow"]}
-    # null, zero, full, random, urandom, tty, console, ptmx, pts
+    # mknod of any node, as runc adds for Docker; nothing else for every node
+    assert rules[1:3] == [
+        {"allow": True, "type": "c", "access": "m"},
+        {"allow": True, "type": "b", "access": "m"},
+    ]
+    allowed = {(r["type"], r["major"], r.get("minor")) for r in rules[3:] if r["allow"]}
+    assert all(r["access"] == "rwm" for r in rules[3:])
+    # null, zero, full, random, urandom, tty, console, ptmx, pts, tun
     assert allowed == {
         ("c", 1, 3),
         ("c", 1, 5),
@@ -196,8 +202,9 @@ def test_default_device_rules():
         ("c", 5, 1),
         ("c", 5, 2),
         ("c", 136, None),
+        ("c", 10, 200),
     }
-    assert rules[-1] == {"allow": False, "type": "c", "major": 10, "minor": 229, "access": "rwm"}  # fuse
+    assert ("c", 10, 229) not in allowed  # fuse
 
 
 def test_engine_files_are_bound_after_the_defaults():

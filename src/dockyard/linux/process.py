@@ -1,4 +1,4 @@
-"""prctl(2) for the process attributes a container's init sets on itself."""
+"""prctl(2) for the process attributes a container's init (and the runtime, for itself) sets."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
 
 PR_SET_PDEATHSIG = 1
+PR_GET_DUMPABLE = 3
+PR_SET_DUMPABLE = 4
 PR_SET_KEEPCAPS = 8
 PR_CAPBSET_READ = 23
 PR_CAPBSET_DROP = 24
@@ -50,3 +52,16 @@ def set_keep_capabilities(on: bool) -> None:
 
 def set_no_new_privileges() -> None:
     prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+def set_dumpable(on: bool) -> None:
+    """PR_SET_DUMPABLE. Off, only a process with CAP_SYS_PTRACE may ptrace this one or open its
+    /proc/PID/exe, fd, mem, environ... (its /proc/PID files become root's), whatever its user. Inherited
+    by fork; execve of a readable, non-setuid program turns it back on; a change of euid, egid or
+    filesystem ids sets it to /proc/sys/fs/suid_dumpable (0 by default)."""
+    prctl(PR_SET_DUMPABLE, int(on))
+
+
+def get_dumpable() -> int:
+    """0 (not dumpable), 1 (dumpable) or 2 (dumpable, readable by root only: suid_dumpable 2)."""
+    return prctl(PR_GET_DUMPABLE)

@@ -63,6 +63,7 @@ from typing import Any, NoReturn
 from ..linux import capabilities as caps
 from ..linux.bpf import DeviceRule, attach_device_filter, device_filter, load_device_filter
 from ..linux.cgroups import CGROUP_ROOT, Cgroup, detect_layout
+from ..linux.inroot import RootDir, fd_path
 from ..linux.mount import (
     MNT_DETACH,
     MS_BIND,
@@ -95,6 +96,7 @@ from ..linux.namespaces import CLONE_NEWNET, NAMESPACE_FLAGS, loopback_up, setns
 from ..linux.process import (
     is_child_subreaper,
     set_child_subreaper,
+    set_dumpable,
     set_keep_capabilities,
     set_no_new_privileges,
     set_parent_death_signal,
@@ -103,7 +105,7 @@ from ..linux.seccomp import Filter as SeccompFilter
 from ..linux.seccomp import SeccompError, compile_filter, ensure_library, load_filter
 
 __all__ = [
-    "DEFAULT_DEVICES",
+    "DEFAULT_NODES",
     "ExecProcess",
     "LaunchPlan",
     "MountOptions",
@@ -127,7 +129,6 @@ __all__ = [
     "wait",
 ]
 
-DEFAULT_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 SETUP_TIMEOUT = 30.0
 MAX_MESSAGE = 65536
 
@@ -1104,6 +1105,11 @@ def _intermediate(
     try:
         # the collector must not finalize the caller's objects here: their fds may be closed and reused
         gc.disable()
+        # Until its execve, this copy of the host's interpreter (and init or the exec'd process, its fork,
+        # which inherit this) must not be ptraced by a process of the container, nor its /proc/PID/exe
+        # (the host's binary), fds or memory opened (CVE-2019-5736): not dumpable before it joins anything.
+        # The execve of the user's command makes it dumpable again, as any process.
+        set_dumpable(False)
         parents.close()
         _reset_signals()
         set_parent_death_signal(signal.SIGKILL)
@@ -1143,12 +1149,13 @@ def _init(plan: LaunchPlan, sock: socket.socket, stdio: tuple[int, int, int] | N
         for key, value in plan.sysctl.items():
             with _step(f'writing sysctl "{key}"'), open("/proc/sys/" + key.replace(".", "/"), "w") as f:
                 f.write(value)
-        for path in plan.readonly_paths:
-            with _step(f"can't make {path!r} read-only"):
-                _readonly_path(path)
-        for path in plan.masked_paths:
-            with _step(f"can't mask path {path}"):
-                _mask_path(path)
+        with RootDir("/") as root:  # after pivot_root: the container's own root
+            for path in plan.readonly_paths:
+                with _step(f"can't make {path!r} read-only"):
+                    _readonly_path(root, path)
+            for path in plan.masked_paths:
+                with _step(f"can't mask path {path}"):
+                    _mask_path(root, path)
         _become_the_process(plan, sock)
     except BaseException as e:
         _report(sock, e)
@@ -1196,15 +1203,6 @@ def _load_seccomp(plan: LaunchPlan, late: bool) -> None:
         apply_seccomp(plan.seccomp)
 
 
-def _create(path: str, directory: bool) -> None:
-    if directory:
-        os.makedirs(path, 0o755, exist_ok=True)
-        return
-    os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
-    if not os.path.lexists(path):
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o755))
-
-
 def _mount_flags_of(path: str) -> int:
     """The per-mount flags of the mount holding `path`, to keep across a remount: an unprivileged remount
     may not clear nosuid/nodev/noexec, and dropping them would loosen /proc's."""
@@ -1238,16 +1236,18 @@ def _prepare_rootfs(plan: LaunchPlan) -> None:
         mount(None, "/", None, plan.rootfs_propagation)
         _make_parent_private(rootfs)
         mount(rootfs, rootfs, None, MS_BIND | MS_REC)
-    for m in plan.mounts:
-        with _step(f'error mounting "{m.source or m.type}" to rootfs at "{m.destination}"'):
-            _mount_one(plan, m)
-    if plan.setup_dev:
-        with _step("creating device nodes"):
-            _create_devices(plan)
-        with _step("setting up /dev symlinks"):
-            _dev_symlinks(rootfs)
-    with contextlib.suppress(OSError):  # as runc, a missing working directory is made; best effort
-        os.makedirs(resolve_in_root(rootfs, plan.cwd), 0o755, exist_ok=True)
+        root = RootDir(rootfs)  # opened after the bind: every path below resolves in the image's root
+    with root:
+        for m in plan.mounts:
+            with _step(f'error mounting "{m.source or m.type}" to rootfs at "{m.destination}"'):
+                _mount_one(plan, root, m)
+        if plan.setup_dev:
+            with _step("creating device nodes"):
+                _create_devices(plan, root)
+            with _step("setting up /dev symlinks"):
+                _dev_symlinks(root)
+        with contextlib.suppress(OSError):  # as runc, a missing working directory is made; best effort
+            os.close(root.mkdirs(plan.cwd))
     with _step("jailing process inside rootfs"):
         old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
         new_root = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
@@ -1282,102 +1282,175 @@ def _make_parent_private(rootfs: str) -> None:
         mount(None, best.mountpoint, None, MS_PRIVATE)
 
 
-def _mount_one(plan: LaunchPlan, m: PlannedMount) -> None:
-    dest = resolve_in_root(plan.rootfs, m.destination)
+@contextlib.contextmanager
+def _opened(root: RootDir, path: str) -> Iterator[str]:
+    """`path` in the root as a /proc/self/fd link, to mount onto or remount: resolved once, acted on by
+    descriptor. Opened after a mount, the descriptor is that mount's root."""
+    fd = root.open(path)
+    try:
+        yield fd_path(fd)
+    finally:
+        os.close(fd)
+
+
+def _mount_one(plan: LaunchPlan, root: RootDir, m: PlannedMount) -> None:
     flags = m.options.flags
+    if m.type in ("proc", "sysfs"):
+        # as runc: a kernel filesystem goes on a real directory only, never through a link of the image's
+        with contextlib.suppress(FileNotFoundError):
+            fd = root.open(m.destination, follow=False)
+            is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
+            os.close(fd)
+            if not is_dir:
+                raise SpawnError(f'filesystem "{m.type}" must be mounted on ordinary directory')
     if m.type == "bind":
-        st = os.stat(m.source)
-        _create(dest, stat.S_ISDIR(st.st_mode))
-        mount(m.source, dest, None, MS_BIND | (flags & MS_REC))
+        is_dir = stat.S_ISDIR(os.stat(m.source).st_mode)
+        with _created(root, m.destination, is_dir) as dest:
+            mount(m.source, dest, None, MS_BIND | (flags & MS_REC))
         if flags & ~(MS_BIND | MS_REC | MS_REMOUNT):
-            _remount_bind(dest, flags)
+            with _opened(root, m.destination) as dest:
+                _remount_bind(dest, flags)
     elif m.type == "cgroup":
-        _mount_cgroup(plan, m, dest)
+        _mount_cgroup(plan, root, m)
     elif m.type == "sysfs":
-        _create(dest, True)
-        try:
-            mount("sysfs", dest, "sysfs", flags, m.options.data or None)
-        except OSError as e:
-            # without a network namespace of its own, sysfs cannot be mounted anew: bind the host's
-            if e.errno not in (errno.EPERM, errno.EBUSY):
-                raise
-            mount("/sys", dest, None, MS_BIND | MS_REC)
-            _remount_bind(dest, flags)
+        with _created(root, m.destination, True) as dest:
+            try:
+                mount("sysfs", dest, "sysfs", flags, m.options.data or None)
+            except OSError as e:
+                # without a network namespace of its own, sysfs cannot be mounted anew: bind the host's
+                if e.errno not in (errno.EPERM, errno.EBUSY):
+                    raise
+                mount("/sys", dest, None, MS_BIND | MS_REC)
+                bound = True
+            else:
+                bound = False
+        if bound:
+            with _opened(root, m.destination) as dest:
+                _remount_bind(dest, flags)
     else:
-        _create(dest, True)
-        mount(m.source or m.type, dest, m.type, flags, m.options.data or None)
-    for propagation in m.options.propagation:
-        mount(None, dest, None, propagation)
+        with _created(root, m.destination, True) as dest:
+            mount(m.source or m.type, dest, m.type, flags, m.options.data or None)
+    if m.options.propagation:
+        with _opened(root, m.destination) as dest:
+            for propagation in m.options.propagation:
+                mount(None, dest, None, propagation)
 
 
-def _mount_cgroup(plan: LaunchPlan, m: PlannedMount, dest: str) -> None:
+@contextlib.contextmanager
+def _created(root: RootDir, path: str, directory: bool) -> Iterator[str]:
+    """`path` in the root, made when missing, as a /proc/self/fd link to mount onto."""
+    fd = root.create(path, directory)
+    try:
+        yield fd_path(fd)
+    finally:
+        os.close(fd)
+
+
+def _mount_cgroup(plan: LaunchPlan, root: RootDir, m: PlannedMount) -> None:
     cgroup = plan.cgroup
     assert cgroup is not None
     flags = m.options.flags
-    _create(dest, True)
     if cgroup.version == "2":
-        try:
-            mount("cgroup2", dest, "cgroup2", flags)
-        except OSError as e:
-            if e.errno not in (errno.EPERM, errno.EBUSY):
-                raise
-            mount(cgroup.paths[""], dest, None, MS_BIND | MS_REC)
+        with _created(root, m.destination, True) as dest:
+            try:
+                mount("cgroup2", dest, "cgroup2", flags)
+                return
+            except OSError as e:
+                if e.errno not in (errno.EPERM, errno.EBUSY):
+                    raise
+                mount(cgroup.paths[""], dest, None, MS_BIND | MS_REC)
+        with _opened(root, m.destination) as dest:
             _remount_bind(dest, flags)
         return
     # v1 (and hybrid): a tmpfs holding each hierarchy's own cgroup of the container, as runc does
-    mount("tmpfs", dest, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755")
-    for key, host_dir in cgroup.paths.items():
-        name = os.path.basename(cgroup.mountpoints.get(key, host_dir))
-        sub = os.path.join(dest, name)
-        os.mkdir(sub, 0o755)
-        mount(host_dir, sub, None, MS_BIND | MS_REC)
-        _remount_bind(sub, flags | MS_NOSUID | MS_NODEV | MS_NOEXEC)
-        if "," in name:  # cpu,cpuacct is also reachable as cpu and cpuacct
-            for alias in name.split(","):
-                with contextlib.suppress(FileExistsError):
-                    os.symlink(name, os.path.join(dest, alias))
-    if flags & MS_RDONLY:
-        mount(None, dest, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    with _created(root, m.destination, True) as dest:
+        mount("tmpfs", dest, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755")
+    tmpfs = root.open_dir(m.destination)  # the new tmpfs, ours alone: names in it are safe to use
+    try:
+        for key, host_dir in cgroup.paths.items():
+            name = os.path.basename(cgroup.mountpoints.get(key, host_dir))
+            os.mkdir(name, 0o755, dir_fd=tmpfs)
+            sub = f"{fd_path(tmpfs)}/{name}"
+            mount(host_dir, sub, None, MS_BIND | MS_REC)
+            _remount_bind(sub, flags | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+            if "," in name:  # cpu,cpuacct is also reachable as cpu and cpuacct
+                for alias in name.split(","):
+                    with contextlib.suppress(FileExistsError):
+                        os.symlink(name, alias, dir_fd=tmpfs)
+        if flags & MS_RDONLY:
+            mount(
+                None,
+                fd_path(tmpfs),
+                None,
+                MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+            )
+    finally:
+        os.close(tmpfs)
 
 
-def _create_devices(plan: LaunchPlan) -> None:
-    dev = os.path.join(plan.rootfs, "dev")
+# the container's own nodes on its /dev tmpfs (as runc makes them): never the host's, whose mode, owner
+# and times the container's root could otherwise change through a bind mount
+DEFAULT_NODES = {
+    "null": (1, 3),
+    "zero": (1, 5),
+    "full": (1, 7),
+    "random": (1, 8),
+    "urandom": (1, 9),
+    "tty": (5, 0),
+}
+_NODE_KINDS = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
+
+
+def _mknod(
+    root: RootDir, path: str, kind: int, mode: int, major: int, minor: int, uid: int, gid: int
+) -> None:
+    with root.parent_of(path, create=True) as (parent, name):
+        try:
+            os.mknod(name, kind | mode, os.makedev(major, minor), dir_fd=parent)
+        except FileExistsError:
+            return
+        os.chown(name, uid, gid, dir_fd=parent, follow_symlinks=False)
+
+
+def _create_devices(plan: LaunchPlan, root: RootDir) -> None:
     listed = {os.path.normpath(d.get("path", "")) for d in plan.devices}
     old_umask = os.umask(0)
     try:
         for d in plan.devices:
-            path = resolve_in_root(plan.rootfs, d["path"])
-            kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[d["type"]]
-            os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
             mode = int(d.get("fileMode", 0o666)) & 0o7777
-            try:
-                os.mknod(path, kind | mode, os.makedev(int(d.get("major", 0)), int(d.get("minor", 0))))
-            except FileExistsError:
-                continue
-            os.chown(path, int(d.get("uid", 0)), int(d.get("gid", 0)))
-        for name in DEFAULT_DEVICES:
-            if f"/dev/{name}" in listed:
-                continue
-            # bind the host's node rather than mknod: works wherever the host's node works, nodev or not
-            target = os.path.join(dev, name)
-            _create(target, False)
-            mount(f"/dev/{name}", target, None, MS_BIND)
+            major, minor = int(d.get("major", 0)), int(d.get("minor", 0))
+            _mknod(
+                root,
+                d["path"],
+                _NODE_KINDS[d["type"]],
+                mode,
+                major,
+                minor,
+                int(d.get("uid", 0)),
+                int(d.get("gid", 0)),
+            )
+        for name, (major, minor) in DEFAULT_NODES.items():
+            if f"/dev/{name}" not in listed:
+                _mknod(root, f"/dev/{name}", stat.S_IFCHR, 0o666, major, minor, 0, 0)
     finally:
         os.umask(old_umask)
 
 
-def _dev_symlinks(rootfs: str) -> None:
-    ptmx = os.path.join(rootfs, "dev/ptmx")
-    if os.path.lexists(ptmx):
-        os.unlink(ptmx)
-    os.symlink("pts/ptmx", ptmx)  # the container's own devpts instance, not the host's
-    links = [("/proc/self/fd", "fd"), ("/proc/self/fd/0", "stdin"), ("/proc/self/fd/1", "stdout")]
-    links.append(("/proc/self/fd/2", "stderr"))
-    if os.path.exists("/proc/kcore"):
-        links.append(("/proc/kcore", "core"))
-    for target, name in links:
-        with contextlib.suppress(FileExistsError):
-            os.symlink(target, os.path.join(rootfs, "dev", name))
+def _dev_symlinks(root: RootDir) -> None:
+    dev = root.mkdirs("/dev")
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink("ptmx", dir_fd=dev)
+        os.symlink("pts/ptmx", "ptmx", dir_fd=dev)  # the container's own devpts instance, not the host's
+        links = [("/proc/self/fd", "fd"), ("/proc/self/fd/0", "stdin"), ("/proc/self/fd/1", "stdout")]
+        links.append(("/proc/self/fd/2", "stderr"))
+        if os.path.exists("/proc/kcore"):
+            links.append(("/proc/kcore", "core"))
+        for target, name in links:
+            with contextlib.suppress(FileExistsError):
+                os.symlink(target, name, dir_fd=dev)
+    finally:
+        os.close(dev)
 
 
 def _reopen_dev_null() -> None:
@@ -1403,8 +1476,8 @@ def _setup_terminal(sock: socket.socket, size: tuple[int, int] | None, console: 
             if size:
                 fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
             if console:  # the container's init only: an exec'd process leaves /dev/console alone
-                _create("/dev/console", False)
-                mount(os.ttyname(slave), "/dev/console", None, MS_BIND)
+                with RootDir("/") as root, _created(root, "/dev/console", False) as console_path:
+                    mount(os.ttyname(slave), console_path, None, MS_BIND)
             fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
             for fd in (0, 1, 2):
                 os.dup2(slave, fd)
@@ -1425,21 +1498,33 @@ def _finalize_rootfs(plan: LaunchPlan) -> None:
     os.umask(plan.umask)
 
 
-def _readonly_path(path: str) -> None:
+def _readonly_path(root: RootDir, path: str) -> None:
     try:
-        mount(path, path, None, MS_BIND | MS_REC)
+        fd = root.open(path)
     except FileNotFoundError:
         return
-    mount(path, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | _mount_flags_of(path))
-
-
-def _mask_path(path: str) -> None:
     try:
-        mount("/dev/null", path, None, MS_BIND)
+        mount(fd_path(fd), fd_path(fd), None, MS_BIND | MS_REC)
+    finally:
+        os.close(fd)
+    with _opened(root, path) as bound:
+        mount(None, bound, None, MS_BIND | MS_REMOUNT | MS_RDONLY | _mount_flags_of(bound))
+
+
+def _mask_path(root: RootDir, path: str) -> None:
+    """A file under the container's own /dev/null, a directory under an empty read-only tmpfs."""
+    try:
+        fd = root.open(path)
     except FileNotFoundError:
         return
-    except NotADirectoryError:  # a directory: hide its content under an empty read-only tmpfs
-        mount("tmpfs", path, "tmpfs", MS_RDONLY)
+    try:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            mount("tmpfs", fd_path(fd), "tmpfs", MS_RDONLY)
+        else:
+            with _opened(root, "/dev/null") as null:
+                mount(null, fd_path(fd), None, MS_BIND)
+    finally:
+        os.close(fd)
 
 
 def _fix_stdio_owner(uid: int) -> None:

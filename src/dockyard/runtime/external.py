@@ -150,6 +150,7 @@ class ExternalRuntime:
         timeout: float = SETUP_TIMEOUT,
     ) -> RunningContainer:
         """create + start; returns once the container's command runs. Raises SpawnError (nothing left)."""
+        _refuse_linked_dev(bundle, spec)
         os.makedirs(self.root, 0o700, exist_ok=True)
         pid_file = os.path.join(self.workdir, PID_NAME)
         command = ["create", "--bundle", bundle, "--pid-file", pid_file]
@@ -303,6 +304,16 @@ class ExternalRuntime:
     def _cleanup(self, container_id: str) -> None:
         with contextlib.suppress(SpawnError):
             self._run("delete", "--force", container_id)
+
+
+def _refuse_linked_dev(bundle: str, spec: dict[str, Any]) -> None:
+    """runc (1.1) mounts /dev inside the root but then makes /dev's links and ptmx by joining strings: an
+    image whose /dev is a symlink would have them made where it points on the host. Such an image is
+    refused; the built-in runtime resolves every path by descriptor and runs it."""
+    root = (spec.get("root") or {}).get("path") or "rootfs"
+    dev = os.path.join(bundle, root, "dev")  # the engine's own mount of the root; "dev" is the image's
+    if os.path.islink(dev):
+        raise SpawnError("the image's /dev is a symbolic link, which runc would follow out of the root")
 
 
 def _receive_console(listener: socket.socket, proc: subprocess.Popen[bytes], timeout: float) -> int | None:

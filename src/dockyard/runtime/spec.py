@@ -108,10 +108,13 @@ def _dev_rule(allow: bool, kind: str | None = None, major: int | None = None, mi
     return rule
 
 
-# Docker's cgroup device rules, plus full, ptmx and the pts range, which runc adds on its own: written out so
-# that every runtime (ours included) applies the same list.
+# Docker's cgroup device rules, plus what runc adds on its own (mknod of any node, full, ptmx, the pts range,
+# /dev/net/tun): written out so that every runtime (ours included) applies the same list. Making a node is
+# allowed; opening one is allowed only for these.
 DEFAULT_DEVICE_RULES = (
     _dev_rule(False),
+    {"allow": True, "type": "c", "access": "m"},  # mknod of any character node
+    {"allow": True, "type": "b", "access": "m"},  # and of any block node
     _dev_rule(True, "c", 1, 5),  # /dev/zero
     _dev_rule(True, "c", 1, 3),  # /dev/null
     _dev_rule(True, "c", 1, 9),  # /dev/urandom
@@ -121,8 +124,8 @@ DEFAULT_DEVICE_RULES = (
     _dev_rule(True, "c", 5, 1),  # /dev/console
     _dev_rule(True, "c", 5, 2),  # /dev/ptmx
     _dev_rule(True, "c", 136),  # /dev/pts/*
-    _dev_rule(False, "c", 10, 229),  # /dev/fuse stays out, as in Docker
-)
+    _dev_rule(True, "c", 10, 200),  # /dev/net/tun
+)  # /dev/fuse stays out by the first rule; a deny after the mknod wildcard is refused by runc on v1
 
 # Docker adds these only when the container gets a network namespace of its own.
 PRIVATE_NETNS_SYSCTLS = {
@@ -224,6 +227,8 @@ class ContainerOptions:
     cap_drop: list[str] = field(default_factory=list)
     privileged: bool = False
     security_opt: list[str] = field(default_factory=list)
+    masked_paths: list[str] | None = None  # HostConfig.MaskedPaths; None: Docker's list
+    readonly_paths: list[str] | None = None  # HostConfig.ReadonlyPaths; None: Docker's list
     memory: int = 0
     memory_swap: int = 0
     memory_reservation: int = 0
@@ -316,6 +321,8 @@ class ContainerOptions:
             cap_drop=list(hc.get("CapDrop") or []),
             privileged=bool(hc.get("Privileged")),
             security_opt=list(hc.get("SecurityOpt") or []),
+            masked_paths=_path_list(hc.get("MaskedPaths")),
+            readonly_paths=_path_list(hc.get("ReadonlyPaths")),
             memory=int(hc.get("Memory") or 0),
             memory_swap=int(hc.get("MemorySwap") or 0),
             memory_reservation=int(hc.get("MemoryReservation") or 0),
@@ -855,11 +862,27 @@ def _no_new_privileges(security_opt: list[str]) -> bool:
             continue
         if key == "seccomp":
             continue
+        if key == "systempaths":
+            if value != "unconfined":
+                raise SpecError(f"invalid --security-opt 2: {json.dumps(opt)}")
+            continue
         if key == "no-new-privileges" and value in _TRUE | _FALSE:
             nnp = value in _TRUE
             continue
         raise SpecError(f"invalid --security-opt 2: {json.dumps(opt)}")
     return nnp
+
+
+def _path_list(value: Any) -> list[str] | None:
+    return None if value is None else [str(p) for p in value]
+
+
+def system_paths(options: ContainerOptions, default: tuple[str, ...], given: list[str] | None) -> list[str]:
+    """dockerd's masked or read-only /proc and /sys paths: none when privileged or with `--security-opt
+    systempaths=unconfined`, the container's own list when its HostConfig names one, else Docker's."""
+    if options.privileged or "systempaths=unconfined" in options.security_opt:
+        return []
+    return list(default) if given is None else given
 
 
 def _seccomp_option(security_opt: list[str]) -> str:
@@ -1388,8 +1411,8 @@ def build_spec(
         mounts.append(_bind(INIT_PATH, options.init_binary, False, "rprivate"))
     linux.update(
         {
-            "maskedPaths": [] if options.privileged else list(MASKED_PATHS),
-            "readonlyPaths": [] if options.privileged else list(READONLY_PATHS),
+            "maskedPaths": system_paths(options, MASKED_PATHS, options.masked_paths),
+            "readonlyPaths": system_paths(options, READONLY_PATHS, options.readonly_paths),
             "devices": devices,
             "resources": _resources(options, cgroup_version, device_rules),
             "cgroupsPath": options.cgroup_path or f"/dockyard/{options.container_id}",

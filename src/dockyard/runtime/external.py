@@ -19,6 +19,14 @@ Errors: the runtime writes them to its `--log` as JSON lines; the last "error" l
 becomes the SpawnError's one line ("runc create failed: unable to start container process: exec: ...").
 Each runtime keeps its state under a `--root` of the daemon's own (`<exec-root>/runtime-<name>`), so
 containers of another engine's runc never mix with ours.
+
+exec and init are not a way in (CVE-2019-5736): the runtime guards its own process, which joins the
+container's namespaces, until its execve; nothing here adds to that. runc >= 1.0 (Debian 12 has 1.1.5, with
+the CVE-2024-21626 fd-leak fix backported) re-executes itself from a sealed memfd copy ("runc_cloned:
+/proc/self/exe"), so /proc/PID/exe never leads to the host's binary, and its nsexec makes itself
+non-dumpable before it joins a namespace. test_security_exec measures it: a hostile PID 1 is refused every
+runc init (and each of its Go threads) and seizes only the exec'd command. crun 1.8's binary does both too
+(crun_cloned, PR_SET_DUMPABLE); not measured where it refuses the host's cgroups (hybrid v1/v2).
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ import sys
 import threading
 from typing import NoReturn
 
+from ..linux.process import set_dumpable
 from .shim import ShimConfig, ShimStarted, await_ready, fork_detached, prepare, start_shim
 
 __all__ = ["ShimLauncher"]
@@ -150,6 +151,7 @@ def _fork_shim(config_path: str, ready_w: int) -> None:
 
 def serve(sock: socket.socket) -> NoReturn:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    set_dumpable(False)  # as the shims it forks (which inherit it): see shim._Shim.run
     # Shims share this process's memory copy-on-write: a collection here or in a shim would write to the
     # header of every object and copy every page. Objects made from now on are few (one request each).
     gc.disable()

@@ -51,7 +51,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, NoReturn, Protocol
 
 from ..linux.cgroups import CGROUP_ROOT
-from ..linux.process import set_child_subreaper
+from ..linux.process import set_child_subreaper, set_dumpable
 from ..logs.jsonfile import JsonFileWriter, format_time
 from . import builtin
 from .shim_protocol import SOCKET_NAME, STDERR, STDOUT, read_json, write_json_atomic
@@ -325,6 +325,10 @@ class _Shim:
 
     def run(self) -> int:
         cfg = self.config
+        # only CAP_SYS_PTRACE may ptrace the shim or open its /proc/PID/fd (the container's pipes, its pty),
+        # mem or exe: defence in depth (a process in a container of the host's PID namespace is already
+        # refused unless it holds every capability the shim has); what it forks inherits it until execve
+        set_dumpable(False)
         if os.getsid(0) != os.getpid():
             os.setsid()
         for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGPIPE, signal.SIGTTOU, signal.SIGTTIN):

@@ -22,6 +22,12 @@ Synchronisation is one SOCK_SEQPACKET socketpair (close-on-exec on the container
             before execve, then either an {"error": ...} (execve failed) or end-of-file: execve succeeded
             and closed init's end.
 
+The intermediate makes itself non-dumpable before it joins or unshares anything, and its children keep
+that until their execve: a process of the container (or of one sharing its PID namespace) can neither
+ptrace them nor open their /proc/PID/exe (the host's interpreter) while they are the runtime's. Every path
+inside the container's root is resolved through linux/inroot.py and acted on by descriptor: an image's
+symlinks cannot send a mount, a device node or a link out of its root.
+
 Every mount is made in the container's own mount namespace, so a failed setup leaves nothing mounted on
 the host: the namespace goes away with init, which the caller kills and reaps before cleaning the cgroups.
 
@@ -1043,6 +1049,8 @@ def _become_the_process(plan: LaunchPlan, sock: socket.socket) -> NoReturn:
             set_no_new_privileges()
     _load_seccomp(plan, late=False)
     _switch_identity(plan)
+    # a change of user resets dumpable to fs.suid_dumpable, which a host may have set to 1
+    set_dumpable(False)
     env = dict(e.split("=", 1) for e in plan.env if "=" in e)
     path = lookup_executable(plan.args[0], env.get("PATH"))
     _load_seccomp(plan, late=True)

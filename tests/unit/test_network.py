@@ -225,15 +225,16 @@ def test_the_ruleset_lets_into_a_bridge_only_replies_published_ports_and_its_own
     every = '{ "dy0", "br-1", "br-2" }'
     assert forward == [
         "type filter hook forward priority filter; policy accept;",
-        # between bridges, and in/out of internal ones: dropped first, DNAT-ed or not
-        'iifname "dy0" oifname { "br-1", "br-2" } drop',
-        'iifname "br-1" oifname { "dy0", "br-2" } drop',
+        # in/out of internal ones: dropped first, DNAT-ed or not
         'iifname "br-2" oifname != "br-2" drop',
         'oifname "br-2" iifname != "br-2" drop',
-        'iifname "br-2" oifname { "dy0", "br-1" } drop',
-        # into a bridge: replies, published (DNAT-ed) ports, its own traffic; nothing else
+        # into a bridge: replies, published (DNAT-ed) ports, even from another network (through the host's
+        # address, as dockerd); otherwise networks are apart; its own traffic; nothing else
         f"oifname {every} ct state established,related accept",
         f"oifname {every} ct status dnat accept",
+        'iifname "dy0" oifname { "br-1", "br-2" } drop',
+        'iifname "br-1" oifname { "dy0", "br-2" } drop',
+        'iifname "br-2" oifname { "dy0", "br-1" } drop',
         'iifname "dy0" oifname "dy0" accept',
         'iifname "br-1" oifname "br-1" accept',
         'iifname "br-2" oifname "br-2" accept',
@@ -241,6 +242,22 @@ def test_the_ruleset_lets_into_a_bridge_only_replies_published_ports_and_its_own
     ]
     # out of a bridge (containers' own connections) nothing matches: the chain's policy accepts them
     assert not any(rule.startswith('iifname "dy0" oifname != ') for rule in forward)
+
+
+def test_iptables_accepts_for_our_bridges() -> None:
+    from dockyard.network import coexist
+
+    assert coexist.chain_name("dyt0123456789abcdef") == "DOCKYARD-dyt0123456789abcdef"[:28]
+    assert len(coexist.chain_name("x" * 40)) == 28
+    assert coexist.restore_input("DOCKYARD-dy0", ["dy0", "br-1"]).splitlines() == [
+        "*filter",
+        ":DOCKYARD-dy0 - [0:0]",  # declared again: emptied, then filled
+        "-A DOCKYARD-dy0 -i dy0 -j ACCEPT",
+        "-A DOCKYARD-dy0 -o dy0 -j ACCEPT",
+        "-A DOCKYARD-dy0 -i br-1 -j ACCEPT",
+        "-A DOCKYARD-dy0 -o br-1 -j ACCEPT",
+        "COMMIT",
+    ]
 
 
 def test_the_ruleset_without_bridges() -> None:

@@ -40,6 +40,7 @@ def render(table: str, bridges: list[BridgeRules], forwards: list[Forward]) -> s
         )
     postrouting = []
     forward = []
+    isolation = []
     devices = [b.device for b in bridges]
     every = f"{{ {', '.join(_quote(d) for d in devices)} }}"
     for b in bridges:
@@ -55,7 +56,7 @@ def render(table: str, bridges: list[BridgeRules], forwards: list[Forward]) -> s
             postrouting.append(f"    ip saddr {b.subnet} oifname != {dev} masquerade")
         others = [_quote(d) for d in devices if d != b.device]
         if others:
-            forward.append(f"    iifname {dev} oifname {{ {', '.join(others)} }} drop")
+            isolation.append(f"    iifname {dev} oifname {{ {', '.join(others)} }} drop")
     loopback = []
     if devices:
         # Every bridge has route_localnet=1 (for the DNAT from the host's 127.0.0.1), so the kernel no longer
@@ -69,8 +70,12 @@ def render(table: str, bridges: list[BridgeRules], forwards: list[Forward]) -> s
         # (a container's own bridge reaching it through the host included), traffic within the bridge;
         # nothing else (a neighbour routed through this host reached every port of every container).
         # The bridges' own traffic out is not matched here: containers' connections out stay allowed.
+        # Replies and published ports come before the isolation between networks: a container reaches a
+        # port another network's container publishes through the host's address, as with dockerd
+        # (compose projects rely on it), while nothing else crosses. Internal networks stay shut (above).
         forward.append(f"    oifname {every} ct state established,related accept")
         forward.append(f"    oifname {every} ct status dnat accept")
+        forward += isolation
         forward += [f"    iifname {_quote(d)} oifname {_quote(d)} accept" for d in devices]
         forward.append(f"    oifname {every} drop")
     lines = [

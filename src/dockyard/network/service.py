@@ -28,6 +28,7 @@ from ..linux.namespaces import create_netns, enter_netns, remove_netns
 from ..linux.netlink import NetlinkError, RtNetlink
 from ..linux.nftables import Nftables, NftablesError
 from . import firewall
+from .coexist import ForwardAccepts
 from .dns import DnsServer
 from .ipam import DEFAULT_POOLS, AddressPool, IpamError, allocate, choose_subnet, mac_for, parse_bip
 from .ports import DynamicPorts, PortError, PortHolder, PortMapping, PortRequest, reserve
@@ -165,6 +166,7 @@ class NetworkService:
         self._dynamic_ports = DynamicPorts()
         self._lock = threading.RLock()
         self._nft: Nftables | None = None
+        self._accepts: ForwardAccepts | None = None  # our bridges accepted in iptables' FORWARD
         self.dns = DnsServer(self.resolve)
 
     # --- start-up ----------------------------------------------------------------------------------
@@ -190,6 +192,7 @@ class NetworkService:
             self.sandboxes[box.container_id] = box
         if self.firewall_rules:
             self._nft = Nftables()
+            self._accepts = ForwardAccepts(self.bridge, self._nft)
         if self.ip_forward:
             _sysctl("net/ipv4/ip_forward", "1")
         self._ensure_predefined()
@@ -694,6 +697,8 @@ class NetworkService:
             self._nft.run(firewall.render(self.table, bridges, forwards))
         except NftablesError as e:
             raise NetworkError(f"failed to program the firewall: {e}") from None
+        if self._accepts is not None:
+            self._accepts.ensure([b.device for b in bridges])
 
 
 def _sysctl(key: str, value: str) -> None:
@@ -721,4 +726,6 @@ def remove_host_networking(data_root: Path | str, bridge: str = "") -> None:
         for device in devices:
             nl.delete_link(device)
     with contextlib.suppress(NftablesError):
-        Nftables().run(firewall.remove(firewall.table_name(bridge)))
+        nft = Nftables()
+        nft.run(firewall.remove(firewall.table_name(bridge)))
+        ForwardAccepts(bridge, nft).remove()

@@ -14,6 +14,8 @@ packages=(python3 python3-venv python3-pip busybox-static docker-registry runc i
 [ "${1:-}" = "--test" ] && packages+=(apache2-utils)
 # gcc and a static libc: the security tests compile small hostile helpers that run inside containers
 [ "${1:-}" = "--test" ] && packages+=(gcc libc6-dev)
+# iptables (both backends): the tests set its FORWARD policy to DROP, as Docker and ufw leave a host
+[ "${1:-}" = "--test" ] && packages+=(iptables)
 # crun, so the tests can check a second external runtime (runc is in the list above)
 [ "${1:-}" = "--test" ] && packages+=(crun)
 

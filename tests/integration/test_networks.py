@@ -233,7 +233,10 @@ def test_user_networks_resolve_names_and_stay_apart(docker, docker_client, names
     assert (
         docker("run", "-d", "--name", client, "--network", front, "busybox", "sleep", "300").returncode == 0
     )
-    docker_client.containers.run("busybox", ["sleep", "300"], detach=True, name=outsider, network=back)
+    # its unknown names go to its own 127.0.0.1 (nothing answers there), not to the host's resolvers
+    docker_client.containers.run(
+        "busybox", ["sleep", "300"], detach=True, name=outsider, network=back, dns=["127.0.0.1"]
+    )
 
     for target in (server, "db"):
         looked_up = docker("exec", client, "nslookup", target)

@@ -4,9 +4,10 @@ and the container list show its networks and ports."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..network.dns import host_resolvers
+from ..network import resolvconf
 from ..network.ports import PortError, ports_list, ports_view, requests_for, split_port
 from ..network.service import PREDEFINED, Attachment, Network, NetworkError, Sandbox
 from .store import ZERO_TIME, Container
@@ -104,7 +105,11 @@ class ContainerNetworking:
             raise NetworkError(f"network {ref} not found", 404)
         return self.networks.get(ref)
 
-    def connect(self, c: Container, net: Network, settings: dict[str, Any]) -> None:
+    def connect(
+        self, c: Container, net: Network, settings: dict[str, Any], resolv_conf: Path | None = None
+    ) -> None:
+        """`resolv_conf`: the running container's file, rewritten when this network starts its embedded DNS
+        (a container on the default bridge joining a user network, as dockerd's rebuildDNS)."""
         mode = network_mode(c.host_config)
         if mode == "host" and net.name != "host":
             raise NetworkError(
@@ -144,9 +149,22 @@ class ContainerNetworking:
             settings["Aliases"] = [*(settings.get("Aliases") or []), c.id[:12]]  # as dockerd records it
         settings["_name"] = net.name
         assert self.networks is not None
-        if c.running:
-            self.networks.connect(c.id, net.id, settings)
+        box = self.networks.sandbox(c.id) if c.running else None
+        starts_dns = box is not None and net.dns and not box.dns
+        if box is not None and starts_dns:
+            box.dns = self._dns_plan(c, True).record()  # kept in the sandbox's record by the connect
+        try:
+            if c.running:
+                self.networks.connect(c.id, net.id, settings)
+        except BaseException:
+            if box is not None and starts_dns:
+                box.dns = {}
+            raise
         chosen[net.id] = settings
+        if box is not None and starts_dns:
+            self.networks.dns.attach(c.id, box.netns, box.dns)
+            if resolv_conf is not None:  # written in place: the container's bind mount sees it
+                resolv_conf.write_text(self.resolv_conf(c, box))
 
     def disconnect(self, c: Container, net: Network, force: bool) -> None:
         chosen: dict[str, Any] = c.extra.get("networks") or {}
@@ -179,13 +197,15 @@ class ContainerNetworking:
                 networks.append((net.id, settings))
         if not networks:
             return None
+        embedded = any(self.networks.networks[net_id].dns for net_id, _settings in networks)
+        dns = self._dns_plan(c, True).record() if embedded else {}
         requests = requests_for(
             list((c.config.get("ExposedPorts") or {}).keys()),
             c.host_config.get("PortBindings") or {},
             bool(c.host_config.get("PublishAllPorts")),
         )
         try:
-            return self.networks.attach(Attachment(c.id, c.name, networks, requests, hostname))
+            return self.networks.attach(Attachment(c.id, c.name, networks, requests, hostname, dns=dns))
         except NetworkError as e:
             raise ContainerNetworkError(str(e), e.status) from None
 
@@ -229,47 +249,20 @@ class ContainerNetworking:
         return "".join(lines)
 
     def resolv_conf(self, c: Container, box: Sandbox | None) -> str:
-        try:
-            with open("/etc/resolv.conf") as f:
-                host_lines = f.read().splitlines()
-        except OSError:
-            host_lines = []
-        hc = c.host_config
-        search = hc.get("DnsSearch") or []
-        options = hc.get("DnsOptions") or []
-        servers = list(hc.get("Dns") or [])
-        embedded = bool(box and self.networks and box.endpoints and self._dns_network(box))
-        if embedded and box is not None:
-            servers = [box.endpoints[0].gateway] if not servers else servers
-        elif not servers:
-            servers = host_resolvers()
-        lines = [f"nameserver {s}" for s in servers]
-        for line in host_lines:
-            parts = line.split()
-            if not parts or parts[0] == "nameserver" or line.lstrip().startswith("#"):
-                continue
-            if parts[0] in ("search", "domain") and search:
-                continue
-            if parts[0] == "options" and options:
-                continue
-            lines.append(line)
-        if search:
-            lines.append("search " + " ".join(search))
-        if options:
-            lines.append("options " + " ".join(options))
-        if embedded and not any(line.startswith("options") and "ndots" in line for line in lines):
-            # dockerd's embedded DNS adds ndots:0 to the options unless they set ndots themselves
-            at = max((i for i, line in enumerate(lines) if line.startswith("options")), default=-1)
-            if at < 0:
-                lines.append("options ndots:0")
-            else:
-                lines[at] += " ndots:0"
-        return "\n".join(lines) + ("\n" if lines else "")
+        """dockerd's: the embedded DNS (127.0.0.11) for a container on a user network, else the host's
+        resolvers; the container's `--dns*` settings, or else daemon.json's `dns*`, in place of the host's."""
+        return self._dns_plan(c, bool(box and box.dns)).content
 
-    def _dns_network(self, box: Sandbox) -> bool:
-        assert self.networks is not None
-        net = self.networks.networks.get(box.endpoints[0].network_id)
-        return bool(net and net.dns)
+    def _dns_plan(self, c: Container, embedded: bool) -> resolvconf.ResolvPlan:
+        hc = c.host_config
+        daemon = self.networks.dns.settings if self.networks is not None else resolvconf.DnsSettings()
+        return resolvconf.plan(
+            resolvconf.read_host(),
+            list(hc.get("Dns") or daemon.servers),
+            list(hc.get("DnsSearch") or daemon.search),
+            list(hc.get("DnsOptions") or daemon.options),
+            embedded,
+        )
 
     def _default_gateway(self) -> str:
         if self.networks is None:

@@ -1464,7 +1464,7 @@ class ContainerService:
         c = self.get(ref)
         net = self.net.lookup(network_ref)
         async with self._lock(c.id):
-            await asyncio.to_thread(self.net.connect, c, net, settings)
+            await asyncio.to_thread(self.net.connect, c, net, settings, self._dir(c) / "resolv.conf")
             self.store.save(c)
             running = c.running
         if running:  # dockerd tells of an endpoint made, not of a stopped container's setting

@@ -22,6 +22,7 @@ from ..distribution.push import Pusher
 from ..images import ImageService
 from ..linux.seccomp import kernel_supports_seccomp
 from ..network import IpamError, NetworkError, NetworkService, parse_pools
+from ..network.resolvconf import DnsSettings
 from ..runtime.external import OCIRuntime
 from ..volumes import VolumeService
 from .config import DEFAULT_RUNTIME, ConfigError, DaemonConfig
@@ -129,6 +130,7 @@ class Daemon:
                 firewall_rules=self.config.extra.get("iptables", True) is not False,
                 ip_forward=self.config.extra.get("ip-forward", True) is not False,
             )
+            service.dns.settings = DnsSettings.from_config(self.config.extra)  # daemon.json's dns*
             service.setup()
         except (IpamError, NetworkError, OSError, ValueError) as e:
             raise ConfigError(f"networking: {e}") from None

@@ -103,6 +103,31 @@ def mac_bytes(mac: str) -> bytes:
     return bytes(int(part, 16) for part in mac.split(":"))
 
 
+def random_mac() -> str:
+    """A random unicast, locally administered MAC address (as dockerd's netutils.GenerateRandomMAC)."""
+    raw = bytearray(os.urandom(6))
+    raw[0] = (raw[0] & 0xFE) | 0x02
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+NET_ADDR_SET = 3  # /sys/class/net/<link>/addr_assign_type of an address set from user space
+
+
+def keep_bridge_address(nl: RtNetlink, name: str, index: int) -> None:
+    """A bridge made before bridges got an address of their own (it follows its ports'): give it one now,
+    while no port is plugged in (changing it under running containers would cost them their gateway for a
+    while, the very thing the address is set to avoid)."""
+    try:
+        with open(f"/sys/class/net/{name}/addr_assign_type") as f:
+            if int(f.read().strip() or 0) == NET_ADDR_SET:
+                return
+        if os.listdir(f"/sys/class/net/{name}/brif"):
+            return
+    except (OSError, ValueError):
+        return
+    nl.set_address(index, random_mac())
+
+
 @dataclass
 class Route:
     destination: ipaddress.IPv4Network
@@ -186,8 +211,12 @@ class RtNetlink:
                 out[attrs[IFLA_IFNAME].rstrip(b"\0").decode()] = index
         return out
 
-    def add_bridge(self, name: str, mtu: int = 0) -> int:
+    def add_bridge(self, name: str, mtu: int = 0, mac: str = "") -> int:
+        """A bridge, up, with a MAC address of its own (`mac`, or a random one): a bridge given none takes
+        the lowest of its ports' and changes it as containers come and go, and their neighbours lose the
+        gateway until their ARP entries age out (dockerd sets a random one too)."""
         attrs = _str(IFLA_IFNAME, name) + _nested(IFLA_LINKINFO, _str(IFLA_INFO_KIND, "bridge"))
+        attrs += _attr(IFLA_ADDRESS, mac_bytes(mac or random_mac()))
         if mtu:
             attrs += _u32(IFLA_MTU, mtu)
         self.request(
@@ -223,6 +252,13 @@ class RtNetlink:
             RTM_NEWLINK,
             _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, IFF_UP, IFF_UP) + attrs,
             NLM_F_CREATE | NLM_F_EXCL,
+        )
+
+    def set_address(self, index: int, mac: str) -> None:
+        """Give a link the MAC address `mac` (the kernel then keeps it: addr_assign_type 3, "set")."""
+        self.request(
+            RTM_NEWLINK,
+            _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0) + _attr(IFLA_ADDRESS, mac_bytes(mac)),
         )
 
     def set_up(self, index: int) -> None:

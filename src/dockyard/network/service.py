@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from ..linux.namespaces import create_netns, enter_netns, remove_netns
-from ..linux.netlink import NetlinkError, RtNetlink
+from ..linux.netlink import NetlinkError, RtNetlink, keep_bridge_address
 from ..linux.nftables import Nftables, NftablesError
 from . import firewall
 from .coexist import ForwardAccepts
 from .dns import DnsServer
 from .ipam import DEFAULT_POOLS, AddressPool, IpamError, allocate, choose_subnet, mac_for, parse_bip
+from .names import ContainerNames
 from .ports import DynamicPorts, PortError, PortHolder, PortMapping, PortRequest, reserve
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ class Sandbox:
     endpoints: list[Endpoint] = field(default_factory=list)
     ports: list[PortMapping] = field(default_factory=list)
     hostname: str = ""
+    dns: dict[str, Any] = field(default_factory=dict)  # its embedded DNS (resolvconf.ResolvPlan.record)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -110,6 +112,7 @@ class Sandbox:
             endpoints=[Endpoint(**e) for e in data.get("endpoints") or []],
             ports=[PortMapping.from_json(p) for p in data.get("ports") or []],
             hostname=data.get("hostname", ""),
+            dns=data.get("dns") or {},
         )
 
 
@@ -122,6 +125,7 @@ class Attachment:
     networks: list[tuple[str, dict[str, Any]]]  # (network id, EndpointSettings), the primary first
     ports: list[PortRequest]
     hostname: str = ""
+    dns: dict[str, Any] = field(default_factory=dict)  # the embedded DNS's forwarders, when on a user network
 
 
 def _now() -> str:
@@ -167,7 +171,7 @@ class NetworkService:
         self._lock = threading.RLock()
         self._nft: Nftables | None = None
         self._accepts: ForwardAccepts | None = None  # our bridges accepted in iptables' FORWARD
-        self.dns = DnsServer(self.resolve)
+        self.dns = DnsServer(ContainerNames(self))
 
     # --- start-up ----------------------------------------------------------------------------------
 
@@ -199,8 +203,6 @@ class NetworkService:
         for net in self.networks.values():
             if net.driver == "bridge":
                 self._ensure_bridge(net)
-                if net.dns:
-                    self.dns.add(net.id, net.gateway)
         self._apply_firewall()
 
     def recover(self, running: set[str]) -> None:
@@ -217,6 +219,8 @@ class NetworkService:
                 except OSError as e:
                     log.warning("container %s: host port %s:%s: %s", cid[:12], m.host_ip, m.host_port, e)
             self._holders[cid] = holder
+            if box.dns:
+                self.dns.attach(cid, box.netns, box.dns)
 
     def close(self) -> None:
         """At daemon exit the bridges, rules and sandboxes stay: the containers outlive the daemon."""
@@ -272,6 +276,7 @@ class NetworkService:
             if index is None:
                 index = nl.add_bridge(net.device, self.mtu)
             else:
+                keep_bridge_address(nl, net.device, index)
                 nl.set_up(index)
             subnet = ipaddress.IPv4Network(net.subnet)
             nl.add_address(index, ipaddress.IPv4Interface(f"{net.gateway}/{subnet.prefixlen}"))
@@ -354,7 +359,6 @@ class NetworkService:
                 raise NetworkError(f"failed to create the bridge {device}: {e.strerror or e}") from None
             self._save(net)
             self._apply_firewall()
-        self.dns.add(net.id, net.gateway)
         return net.id, ""
 
     def _network_addresses(self, config: dict[str, Any]) -> tuple[ipaddress.IPv4Network, str, str, bool]:
@@ -401,7 +405,6 @@ class NetworkService:
                 raise NetworkError(
                     f"error while removing network: network {net.name} id {net.id} has active endpoints", 403
                 )
-            self.dns.remove(net.id)
             with RtNetlink() as nl:
                 nl.delete_link(net.device)
             self.networks.pop(net.id, None)
@@ -492,6 +495,7 @@ class NetworkService:
                 container_name=request.container_name,
                 netns=str(self._netns_dir / cid[:12]),
                 hostname=request.hostname,
+                dns=request.dns,
             )
             used = {ep.address for b in self.sandboxes.values() for ep in b.endpoints}
             for index, (network_id, settings) in enumerate(request.networks):
@@ -566,6 +570,8 @@ class NetworkService:
             self._add_endpoints(box, box.endpoints, inner, default_route=True)
         finally:
             inner.close()
+        if box.dns:
+            self.dns.attach(box.container_id, box.netns, box.dns)
 
     def _add_endpoints(
         self, box: Sandbox, endpoints: list[Endpoint], inner: RtNetlink, default_route: bool
@@ -594,6 +600,7 @@ class NetworkService:
         """Undo a sandbox: host ports, veths, namespace, rules, record. Safe to call more than once."""
         with self._lock:
             box = self.sandboxes.pop(container_id, None)
+            self.dns.detach(container_id)  # its sockets hold the namespace
             holder = self._holders.pop(container_id, None)
             if holder:
                 holder.close()
@@ -661,25 +668,7 @@ class NetworkService:
     def _save_sandbox(self, box: Sandbox) -> None:
         _write_json(self._sandboxes_dir / f"{box.container_id}.json", box.to_json())
 
-    # --- DNS and rules -----------------------------------------------------------------------------
-
-    def resolve(self, network_id: str, name: str) -> str | None:
-        """The address on `network_id` of the container called `name` (name, alias, ID prefix of 12)."""
-        with self._lock:
-            for box in self.sandboxes.values():
-                for ep in box.endpoints:
-                    if ep.network_id != network_id:
-                        continue
-                    names = {
-                        box.container_name.lower(),
-                        box.container_id[:12],
-                        *(a.lower() for a in ep.aliases),
-                    }
-                    if box.hostname:
-                        names.add(box.hostname.lower())
-                    if name in names:
-                        return ep.address
-        return None
+    # --- rules -------------------------------------------------------------------------------------
 
     def _apply_firewall(self) -> None:
         bridges = [

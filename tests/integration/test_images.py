@@ -321,6 +321,39 @@ def test_symlink_escape_is_contained(docker, pushed, daemon):
     assert not Path("/tmp", outside).exists()
 
 
+def _symlink(name: str, target: str) -> tuple[tarfile.TarInfo, None]:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.SYMTYPE
+    info.linkname = target
+    return info, None
+
+
+@pytest.mark.parametrize("through", ["absolute", "relative"])
+def test_a_layer_writes_through_its_own_links_only_inside(docker, pushed, through):
+    """A layer that links `a` to a host directory, then writes `a/evil`, hard-links `h` to `a/sentinel`
+    and writes a file over `h`: the snapshot gets all of it (or the pull fails in one line), the host
+    directory nothing."""
+    import hostile
+
+    host = hostile.HostState()
+    try:
+        target = str(host.decoy) if through == "absolute" else "../../../../../../.." + str(host.decoy)
+        layers = [
+            tar_of([_symlink("a", target), file_entry("a/evil", b"x")]),
+            tar_of([_symlink("b", target), (hardlink("h", "b/sentinel"), None), file_entry("h", b"pwned")]),
+        ]
+        for layer in layers:
+            image = testimages.build_from_tars([testimages.base_layer().tar, layer])
+            ref, _ = pushed(image)
+            result = docker("pull", ref)
+            if result.returncode != 0:
+                assert "failed to register layer" in result.stderr, result.output
+                assert len(result.stderr.strip().splitlines()) == 1, result.output
+            host.assert_untouched(f"a layer through a {through} link")
+    finally:
+        host.remove()
+
+
 def test_kill_9_during_pull_then_pull_again(tmp_path, registry, pushed):
     big = tar_of([file_entry("big.bin", os.urandom(96 * 1024 * 1024))])
     ref, _ = pushed(testimages.build_from_tars([testimages.base_layer().tar, big], compression="none"))

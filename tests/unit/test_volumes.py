@@ -245,7 +245,7 @@ def test_prepare_mounts_copies_the_image_content_once(service: VolumeService, tm
     records = volume_mounts.create_mounts(
         service, [parse_bind("cfg:/etc"), parse_bind(f"{missing_host_dir}:/m")]
     )
-    paths = volume_mounts.prepare_mounts(service, records, lambda dest: str(rootfs / dest.lstrip("/")))
+    paths = volume_mounts.prepare_mounts(service, records, str(rootfs))
     data = Path(service.get("cfg").mountpoint)
     assert paths == {"/etc": str(data)}
     assert (data / "conf").read_text() == "image\n"
@@ -255,7 +255,7 @@ def test_prepare_mounts_copies_the_image_content_once(service: VolumeService, tm
     assert records["/etc"]["Populated"]
     (data / "conf").unlink()
     (data / "link").unlink()
-    volume_mounts.prepare_mounts(service, records, lambda dest: str(rootfs / dest.lstrip("/")))
+    volume_mounts.prepare_mounts(service, records, str(rootfs))
     assert list(data.iterdir()) == []  # emptied by the user: not filled again at the next start
 
 

@@ -64,7 +64,7 @@ async def archive_get(request: web.Request) -> web.StreamResponse:
     fs = _fs(request)
     path = _path_param(request)
     async with fs.view(request.match_info["id"]) as (c, view):
-        info, host = await asyncio.to_thread(fs.stat_path, c, view, path)
+        info = await asyncio.to_thread(fs.stat_path, c, view, path)
         headers = {"X-Docker-Container-Path-Stat": encode_path_stat(info)}
         if request.method == "HEAD":
             return web.Response(status=200, headers=headers)
@@ -74,7 +74,7 @@ async def archive_get(request: web.Request) -> web.StreamResponse:
         writer = _ResponseWriter(response, asyncio.get_running_loop())
 
         def produce() -> None:
-            fs.write_archive(view, path, host, writer)  # type: ignore[arg-type]
+            fs.write_archive(view, path, writer)  # type: ignore[arg-type]
             writer.flush()
 
         try:

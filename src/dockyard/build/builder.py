@@ -19,9 +19,7 @@ import logging
 import os
 import re
 import secrets
-import shutil
 import signal
-import stat
 import tempfile
 import time
 from collections.abc import Callable
@@ -39,9 +37,11 @@ from ..images.archive import go_json
 from ..images.changes import container_config
 from ..images.service import ImageService, NoSuchImage
 from ..images.store import ImageRecord
+from ..linux.inroot import RootDir
 from ..reference import InvalidReference, Reference, parse_reference
 from .cache import find_cached
 from .context import BuildContext, ContextError, SourceFile, resolve_sources, source_hash
+from .copying import CopyError, copy_source, make_workdir, parse_chown
 from .dockerfile import (
     Dockerfile,
     DockerfileError,
@@ -871,13 +871,13 @@ class _Run:
             await self.remove_container(container_id)
 
     def _mkdir_in(self, container_id: str, state: _State, directory: str) -> tuple[Path, str, int] | None:
-        from ..runtime.builtin import resolve_in_root
-
         record = self.images.get(state.image_id) if state.image_id else None
         merged = self.containers.rootfs.mount(container_id, record.chain_id if record else "")
         try:
-            target = resolve_in_root(str(merged), directory)
-            os.makedirs(target, 0o755, exist_ok=True)
+            with RootDir(str(merged)) as root:
+                make_workdir(root, directory)
+        except OSError as e:
+            raise BuildError(f"failed to make the working directory {directory}: {e.strerror or e}") from None
         finally:
             self.containers.rootfs.unmount(container_id)
         return self._diff_blocking(container_id, state.image_id)
@@ -981,22 +981,27 @@ class _Run:
         decompress: bool,
         preserve_owner: bool,
     ) -> tuple[Path, str, int] | None:
-        from ..runtime.builtin import resolve_in_root
-
+        name = "ADD" if decompress else "COPY"
         record = self.images.get(state.image_id) if state.image_id else None
         merged = str(self.containers.rootfs.mount(rootfs_id, record.chain_id if record else ""))
         try:
-            identity: tuple[int, int] | None = None if preserve_owner else (0, 0)
-            if chown:
-                identity = _parse_chown(chown, merged)
-            for source in files:
-                _copy_source(source, merged, dest, identity, decompress, resolve_in_root)
+            with RootDir(merged) as root:
+                identity: tuple[int, int] | None = None if preserve_owner else (0, 0)
+                if chown:
+                    identity = parse_chown(chown, root)
+                for source in files:
+                    copy_source(source, root, dest, identity, decompress)
+        except CopyError as e:
+            raise BuildError(str(e)) from None
+        except OSError as e:  # a loop in the image's links, a file where a directory must be...
+            where = f" {e.filename}" if e.filename else ""
+            raise BuildError(f"{name} failed: {e.strerror or e}{where}") from None
         finally:
             self.containers.rootfs.unmount(rootfs_id)
         return self._diff_blocking(rootfs_id, state.image_id)
 
 
-# --------------------------------------------------------------------------------------------- copying
+# --------------------------------------------------------------------------------------------- helpers
 
 
 def _join_clean(*parts: str) -> str:
@@ -1016,158 +1021,3 @@ def _port_specs(port: str) -> list[str]:
     if end < start:
         raise BuildError(f"Invalid containerPort: {port.split('/')[0]}", 400)
     return [f"{p}/{proto}" for p in range(start, end + 1)]
-
-
-def _lookup(path: str, name: str, kind: str) -> int:
-    if name.isdigit():
-        return int(name)
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                parts = line.rstrip("\n").split(":")
-                if len(parts) >= 3 and parts[0] == name:
-                    return int(parts[2])
-    except (OSError, ValueError):
-        pass
-    raise BuildError(
-        "unable to convert uid/gid chown string to host mapping: "
-        f"can't find {'uid' if kind == 'user' else 'gid'} for {kind} {name}: no such {kind}: {name}"
-    )
-
-
-def _parse_chown(chown: str, root: str) -> tuple[int, int]:
-    from ..runtime.builtin import resolve_in_root
-
-    parts = chown.split(":")
-    if len(parts) > 2:
-        raise BuildError(
-            "unable to convert uid/gid chown string to host mapping: invalid chown string format: " + chown
-        )
-    user, group = (parts[0], parts[0]) if len(parts) == 1 else (parts[0], parts[1])
-    uid = _lookup(resolve_in_root(root, "/etc/passwd"), user, "user")
-    gid = _lookup(resolve_in_root(root, "/etc/group"), group, "group")
-    return uid, gid
-
-
-def _is_archive(path: str) -> bool:
-    import tarfile
-
-    try:
-        return tarfile.is_tarfile(path)
-    except OSError:
-        return False
-
-
-def _mkdirs(
-    root: str, path: str, identity: tuple[int, int] | None, resolve: Callable[[str, str], str]
-) -> str:
-    """mkdir -p inside root (each new directory 0755, owned by `identity`); returns the real path."""
-    parts = [p for p in path.split("/") if p]
-    current = "/"
-    for part in parts:
-        current = os.path.join(current, part)
-        real = resolve(root, current)
-        if not os.path.lexists(real):
-            os.mkdir(real, 0o755)
-            os.chmod(real, 0o755)
-            if identity is not None:
-                os.lchown(real, *identity)
-    return resolve(root, path)
-
-
-def _copy_source(
-    source: SourceFile,
-    root: str,
-    dest: str,
-    identity: tuple[int, int] | None,
-    decompress: bool,
-    resolve: Callable[[str, str], str],
-) -> None:
-    src = source.path
-    if os.path.isdir(src) and not os.path.islink(src):
-        target = _mkdirs(root, dest, identity, resolve)
-        _copy_tree(src, target, identity)
-        return
-    if decompress and _is_archive(src):
-        # dockerd's UntarPath: --chown applies neither to the destination nor to the archive's files
-        target = _mkdirs(root, dest, None, resolve)
-        _extract(src, target)
-        return
-    real_dest = resolve(root, dest)
-    if dest.endswith("/") or os.path.isdir(real_dest):
-        directory = _mkdirs(root, dest, identity, resolve)
-        target = os.path.join(directory, os.path.basename(source.rel.rstrip("/")) or os.path.basename(src))
-    else:
-        parent = os.path.dirname(dest.rstrip("/")) or "/"
-        directory = _mkdirs(root, parent, identity, resolve)
-        target = os.path.join(directory, os.path.basename(dest.rstrip("/")))
-    _copy_entry(src, target, identity)
-
-
-def _copy_entry(src: str, target: str, identity: tuple[int, int] | None) -> None:
-    st = os.lstat(src)
-    if os.path.lexists(target) and not (stat.S_ISDIR(st.st_mode) and os.path.isdir(target)):
-        if os.path.isdir(target) and not os.path.islink(target):
-            shutil.rmtree(target)
-        else:
-            os.unlink(target)
-    if stat.S_ISLNK(st.st_mode):
-        os.symlink(os.readlink(src), target)
-    elif stat.S_ISDIR(st.st_mode):
-        if not os.path.isdir(target):
-            os.mkdir(target)
-    elif stat.S_ISREG(st.st_mode):
-        with open(src, "rb") as fin, open(target, "wb") as fout:
-            shutil.copyfileobj(fin, fout, 1 << 20)
-    elif stat.S_ISFIFO(st.st_mode):
-        os.mkfifo(target)
-    else:
-        return  # devices and sockets are not copied
-    uid, gid = identity if identity is not None else (st.st_uid, st.st_gid)
-    os.lchown(target, uid, gid)
-    if not stat.S_ISLNK(st.st_mode):
-        os.chmod(target, stat.S_IMODE(st.st_mode))
-    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-
-
-def _copy_tree(src: str, target: str, identity: tuple[int, int] | None) -> None:
-    dirs: list[tuple[str, str]] = []
-    for top, subdirs, files in os.walk(src):
-        subdirs.sort()
-        rel = os.path.relpath(top, src)
-        dest_top = target if rel == "." else os.path.join(target, rel)
-        for name in sorted(subdirs + files):
-            source_path = os.path.join(top, name)
-            dest_path = os.path.join(dest_top, name)
-            _copy_entry(source_path, dest_path, identity)
-            if os.path.isdir(source_path) and not os.path.islink(source_path):
-                dirs.append((source_path, dest_path))
-        # os.walk does not descend into symlinked dirs: they were copied as links above
-        subdirs[:] = [d for d in subdirs if not os.path.islink(os.path.join(top, d))]
-    for source_path, dest_path in reversed(dirs):  # directory times after their contents
-        st = os.lstat(source_path)
-        os.utime(dest_path, ns=(st.st_atime_ns, st.st_mtime_ns))
-
-
-def _extract(archive_path: str, target: str) -> None:
-    """ADD of a local tar: unpacked into the destination directory, owners from the archive (as Docker,
-    even with --chown)."""
-    import tarfile
-
-    real = os.path.realpath(target)
-
-    def check(member: tarfile.TarInfo, _path: str) -> tarfile.TarInfo | None:
-        name = os.path.normpath("/" + member.name.lstrip("/")).lstrip("/")
-        if not name or name == ".":
-            return None
-        full = os.path.realpath(os.path.join(real, name))
-        if full != real and not full.startswith(real + os.sep):
-            raise BuildError(f"ADD failed: {member.name} would be extracted outside {target}")
-        if member.islnk():
-            return member.replace(
-                name=name, linkname=os.path.normpath(member.linkname.lstrip("/")), deep=False
-            )
-        return member.replace(name=name, deep=False)
-
-    with tarfile.open(archive_path, "r:*") as archive:
-        archive.extractall(real, numeric_owner=True, filter=check)  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ tarsum). A directory's is "dir:" + the hash of its entries' checksums; several s
 from __future__ import annotations
 
 import bz2
+import contextlib
 import fnmatch
 import gzip
 import hashlib
@@ -24,10 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from ..images.layers import resolve_dir_in_root
+from ..images.untar import ExtractError, UntarOptions, untar
+from ..linux.inroot import RootDir, fd_path
 from .dockerignore import PatternMatcher, read_patterns
 
-__all__ = ["BuildContext", "ContextError", "SourceFile", "scoped_path"]
+__all__ = ["BuildContext", "ContextError", "SourceFile"]
 
 DEFAULT_DOCKERFILE = "Dockerfile"
 _CHUNK = 1 << 20
@@ -48,20 +50,6 @@ class SourceFile:
     path: str  # real path on this host, inside the source root
     rel: str  # relative to the source root, as the user named it (cleaned)
     hash: str  # "file:<hex>" or "dir:<hex>"
-
-
-def scoped_path(root: str, rel: str) -> str:
-    """`rel` resolved inside `root` (symlinks followed but never out of it); the last component is not
-    followed when it is a symlink. The result may not exist."""
-    parent, base = posixpath.split(rel.strip("/"))
-    real_parent = resolve_dir_in_root(root, parent) if parent else root
-    if real_parent is None:
-        return os.path.join(root, parent, base)
-    if base in ("", "."):
-        return real_parent
-    if base == "..":
-        return resolve_dir_in_root(root, rel) or root
-    return os.path.join(real_parent, base)
 
 
 def _hash_entry(path: str, rel: str) -> str:
@@ -136,11 +124,13 @@ def resolve_sources(root: str, sources: list[str], in_context: bool) -> list[Sou
                     rel = os.path.relpath(full, root)
                     if _match(cleaned, rel):
                         real = _follow(root, rel)
+                        if real is None:
+                            raise ContextError(f"stat {rel}: file does not exist")
                         found.append(SourceFile(real, rel, hash_source(real, rel)))
             continue
         # a named source that is a symlink is followed (within the root), as dockerd stats it
         path = _follow(root, cleaned) if cleaned != "." else root
-        if not os.path.lexists(path):
+        if path is None or not os.path.lexists(path):
             message = f"stat {cleaned}: file does not exist"
             if in_context:
                 message = f"file not found in build context or excluded by .dockerignore: {message}"
@@ -151,10 +141,16 @@ def resolve_sources(root: str, sources: list[str], in_context: bool) -> list[Sou
     return found
 
 
-def _follow(root: str, rel: str) -> str:
-    from ..runtime.builtin import resolve_in_root  # the daemon has it loaded; the CLI never imports this
-
-    return resolve_in_root(root, rel)
+def _follow(root: str, rel: str) -> str | None:
+    """The real path of `rel` with its links followed inside `root` (as dockerd's FollowSymlinkInScope):
+    a link to /etc/shadow names the root's etc/shadow, never the host's. None when that is missing."""
+    try:
+        with RootDir(root) as scope:
+            return scope.resolve(rel)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:
+        raise ContextError(f"stat {rel}: {e.strerror or e}") from None
 
 
 def source_hash(files: list[SourceFile]) -> str:
@@ -179,26 +175,10 @@ def _open_decompressed(path: Path, head: bytes) -> BinaryIO:
     return open(path, "rb")
 
 
-def _safe_member(dest: str) -> object:
-    """A tarfile extraction filter that keeps modes and owners (unlike "data"/"tar") but refuses names
-    and links that would land outside `dest`."""
-    real_dest = os.path.realpath(dest)
-
-    def check(member: tarfile.TarInfo, _path: str) -> tarfile.TarInfo | None:
-        name = posixpath.normpath("/" + member.name.lstrip("/")).lstrip("/")
-        if not name or name == ".":
-            return None
-        target = os.path.realpath(os.path.join(real_dest, name))
-        if target != real_dest and not target.startswith(real_dest + os.sep):
-            raise ContextError(f"invalid build context: {member.name} is outside the context", 400)
-        if member.islnk():
-            link = posixpath.normpath("/" + member.linkname.lstrip("/")).lstrip("/")
-            return member.replace(name=name, linkname=link, deep=False)
-        if member.isdev():
-            return None  # no device nodes from a client's context
-        return member.replace(name=name, deep=False)
-
-    return check
+def _reason(e: Exception) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    return str(e)
 
 
 class BuildContext:
@@ -230,10 +210,14 @@ class BuildContext:
                 # tarfile wants the blocks; zero blocks after a complete tar are harmless.
                 out.write(b"\0" * (-out.tell() % tarfile.BLOCKSIZE + 2 * tarfile.BLOCKSIZE))
             raw.unlink()
-            with tarfile.open(spooled, "r:") as archive:
-                archive.extractall(self.root, numeric_owner=True, filter=_safe_member(self.root))  # type: ignore[arg-type]
+            # unpacked as if the context were `/` (dockerd unpacks it chrooted there): its links, even
+            # to the host's paths, and hard links through them stay inside; no device nodes
+            with tarfile.open(spooled, "r:") as archive, RootDir(self.root) as scope:
+                untar(archive, scope, "/", UntarOptions(same_owner=os.geteuid() == 0, devices=False))
         except tarfile.TarError as e:
             raise ContextError(f"failed to read the build context: {e}", 400) from None
+        except (OSError, ExtractError) as e:
+            raise ContextError(f"failed to read the build context: {_reason(e)}", 400) from None
         finally:
             raw.unlink(missing_ok=True)
             spooled.unlink(missing_ok=True)
@@ -241,36 +225,51 @@ class BuildContext:
     def read_dockerfile(self, name: str) -> tuple[str, str]:
         """(the Dockerfile's text, the name it was found under); Docker's fallback to `dockerfile`."""
         name = name or DEFAULT_DOCKERFILE
-        path = self._path(name)
-        if not os.path.isfile(path):
-            if name == DEFAULT_DOCKERFILE and os.path.isfile(self._path(name.lower())):
+        data = self._read(name)
+        if data is None:
+            if name == DEFAULT_DOCKERFILE and self._read(name.lower()) is not None:
                 return self.read_dockerfile(name.lower())
             raise ContextError(f"Cannot locate specified Dockerfile: {name}")
-        with open(path, "rb") as f:
-            data = f.read()
         if not data:
             raise ContextError(f"the Dockerfile ({name}) cannot be empty", 400)
         self._remove_ignored(name)
         return data.decode("utf-8", errors="replace"), name
 
-    def _path(self, rel: str) -> str:
+    def _clean(self, rel: str) -> str:
         cleaned = posixpath.normpath(rel.lstrip("/"))
         if cleaned == ".." or cleaned.startswith("../"):
             raise ContextError(f"forbidden path outside the build context: {rel} ()")
-        return scoped_path(self.root, cleaned)
+        return cleaned
+
+    def _read(self, rel: str) -> bytes | None:
+        """A regular file of the context (its links followed inside the context), None if there is none."""
+        cleaned = self._clean(rel)
+        with RootDir(self.root) as scope:
+            try:
+                fd = scope.open(cleaned)
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            except OSError as e:
+                raise ContextError(f"reading {rel} from the build context: {e.strerror or e}", 400) from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            with os.fdopen(os.open(fd_path(fd), os.O_RDONLY | os.O_CLOEXEC), "rb") as f:
+                return f.read()
+        finally:
+            os.close(fd)
 
     def _remove_ignored(self, dockerfile: str) -> None:
         """As dockerd: the Dockerfile and .dockerignore leave the context when .dockerignore names them."""
-        ignore = os.path.join(self.root, ".dockerignore")
-        if not os.path.isfile(ignore):
+        ignore = self._read(".dockerignore")
+        if ignore is None:
             return
-        with open(ignore, encoding="utf-8", errors="replace") as f:
-            matcher = PatternMatcher(read_patterns(f.read()))
+        matcher = PatternMatcher(read_patterns(ignore.decode("utf-8", errors="replace")))
         for name in (".dockerignore", dockerfile):
             if matcher.matches(name):
-                path = self._path(name)
-                if os.path.lexists(path):
-                    os.unlink(path)
+                with RootDir(self.root) as scope, scope.parent_of(self._clean(name)) as (dirfd, base):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(base, dir_fd=dirfd)
 
     def close(self) -> None:
         shutil.rmtree(self.scratch, ignore_errors=True)

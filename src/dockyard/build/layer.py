@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from ..images.tarwrite import add_entry, tar_info
+from ..images.tarwrite import add_entry, lstat_beneath, open_beneath, tar_info
 
 __all__ = ["LayerDiff", "write_layer"]
 
@@ -31,6 +31,7 @@ _OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
 _SKIPPED_TREES = ("dev", "proc", "sys")
 _MOUNT_FILES = ("etc/hostname", "etc/hosts", "etc/resolv.conf", ".dockerenv")
 _CHUNK = 1 << 20
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass
@@ -52,10 +53,10 @@ class _HashingWriter:
         return self.out.write(data)
 
 
-def _opaque(path: str) -> bool:
+def _opaque(fd: int) -> bool:
     for name in _OPAQUE_XATTRS:
         try:
-            if os.getxattr(path, name, follow_symlinks=False) == b"y":
+            if os.getxattr(fd, name) == b"y":
                 return True
         except OSError:
             continue
@@ -69,9 +70,10 @@ def is_whiteout(st: os.stat_result) -> bool:
 def _unchanged_dir(rel: str, st: os.stat_result, lowers: list[Path]) -> bool:
     """A copied-up directory that matches the one it covers (same mode and owner)."""
     for lower in lowers:
-        try:
-            below = os.lstat(lower / rel)
-        except (FileNotFoundError, NotADirectoryError):
+        below = lstat_beneath(
+            lower, rel
+        )  # a lower layer's link on the way is not followed (nor by overlayfs)
+        if below is None:
             continue
         if is_whiteout(below):
             return False
@@ -85,26 +87,33 @@ def _unchanged_dir(rel: str, st: os.stat_result, lowers: list[Path]) -> bool:
 
 
 def changed_entries(upper: Path, lowers: list[Path]) -> list[tuple[str, os.stat_result, bool]]:
-    """(relative name, stat, opaque) of what goes into the layer, parents before children."""
+    """(relative name, stat, opaque) of what goes into the layer, parents before children. The upper dir
+    is walked through descriptors, never through a link (a running container may be changing it)."""
     kept: list[tuple[str, os.stat_result, bool]] = []
 
-    def walk(directory: Path, prefix: str) -> bool:
-        """Appends the entries below `directory`; whether any was kept."""
+    def walk(directory: int, prefix: str) -> bool:
+        """Appends the entries below `directory` (a descriptor); whether any was kept."""
         any_kept = False
         with os.scandir(directory) as it:
-            entries = sorted(it, key=lambda e: e.name)
-        for entry in entries:
-            rel = prefix + entry.name
+            entries = sorted(((e.name, e.stat(follow_symlinks=False)) for e in it), key=lambda e: e[0])
+        for name, st in entries:
+            rel = prefix + name
             if rel in _SKIPPED_TREES:
                 continue
-            st = entry.stat(follow_symlinks=False)
             if rel in _MOUNT_FILES and stat.S_ISREG(st.st_mode) and st.st_size == 0:
                 continue
             if stat.S_ISDIR(st.st_mode):
-                opaque = _opaque(entry.path)
-                mark = len(kept)
-                kept.append((rel, st, opaque))
-                below = walk(Path(entry.path), rel + "/")
+                try:
+                    child = os.open(name, _DIR_FLAGS, dir_fd=directory)
+                except OSError:
+                    continue  # gone, or no longer a directory, meanwhile
+                try:
+                    opaque = _opaque(child)
+                    mark = len(kept)
+                    kept.append((rel, st, opaque))
+                    below = walk(child, rel + "/")
+                finally:
+                    os.close(child)
                 if not below and not opaque and _unchanged_dir(rel, st, lowers):
                     del kept[mark]
                     continue
@@ -114,7 +123,11 @@ def changed_entries(upper: Path, lowers: list[Path]) -> list[tuple[str, os.stat_
                 any_kept = True
         return any_kept
 
-    walk(upper, "")
+    top = os.open(upper, _DIR_FLAGS)
+    try:
+        walk(top, "")
+    finally:
+        os.close(top)
     return kept
 
 
@@ -122,22 +135,36 @@ def write_layer(upper: Path, out: BinaryIO, lowers: list[Path]) -> LayerDiff:
     """Write the changes in `upper` (lower dirs: the image's layers, uppermost first) as a tar."""
     entries = changed_entries(upper, lowers)
     writer = _HashingWriter(out)
-    links: dict[tuple[int, int], str] = {}
-    with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as archive:  # type: ignore[call-overload]
-        for rel, st, opaque in entries:
-            info = tar_info(rel, st)
-            if is_whiteout(st):
-                parent, _, base = rel.rpartition("/")
-                info.name = (parent + "/" if parent else "") + WHITEOUT_PREFIX + base
-                info.mode = 0o600  # as dockerd's overlay2 diff writes a whiteout (owner: the 0/0 device's)
-                archive.addfile(info)
-                continue
-            add_entry(archive, info, upper / rel, st, links)
-            if opaque:
-                marker = tarfile.TarInfo(f"{rel}/{OPAQUE}")
-                marker.mtime = info.mtime
-                # dockerd gives the marker its directory's permission bits and owner
-                marker.mode = info.mode & 0o777
-                marker.uid, marker.gid = info.uid, info.gid
-                archive.addfile(marker)
+    top = os.open(upper, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as archive:  # type: ignore[call-overload]
+            _write_entries(archive, top, entries)
+    finally:
+        os.close(top)
     return LayerDiff("sha256:" + writer.hash.hexdigest(), writer.size, len(entries))
+
+
+def _write_entries(
+    archive: tarfile.TarFile, top: int, entries: list[tuple[str, os.stat_result, bool]]
+) -> None:
+    links: dict[tuple[int, int], str] = {}
+    for rel, st, opaque in entries:
+        info = tar_info(rel, st)
+        if is_whiteout(st):
+            parent, _, base = rel.rpartition("/")
+            info.name = (parent + "/" if parent else "") + WHITEOUT_PREFIX + base
+            info.mode = 0o600  # as dockerd's overlay2 diff writes a whiteout (owner: the 0/0 device's)
+            archive.addfile(info)
+            continue
+        fd = open_beneath(top, rel)  # what the walk found, through no link
+        try:
+            add_entry(archive, info, fd, st, links)
+        finally:
+            os.close(fd)
+        if opaque:
+            marker = tarfile.TarInfo(f"{rel}/{OPAQUE}")
+            marker.mtime = info.mtime
+            # dockerd gives the marker its directory's permission bits and owner
+            marker.mode = info.mode & 0o777
+            marker.uid, marker.gid = info.uid, info.gid
+            archive.addfile(marker)

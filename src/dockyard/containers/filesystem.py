@@ -15,11 +15,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import errno
 import json
 import os
 import posixpath
-import shutil
 import stat
 import tarfile
 import tempfile
@@ -35,8 +33,10 @@ from ..goarch import go_arch
 from ..images import ImageError
 from ..images.archive import go_json
 from ..images.changes import ChangeError, apply_changes, container_config
-from ..images.tarwrite import add_entry, tar_info
+from ..images.tarwrite import lstat_beneath
+from ..images.untar import ExtractError, UntarOptions, untar
 from ..reference import InvalidReference, parse_reference
+from .pathview import ContainerView, ReadOnlyMount, clean
 from .service import ContainerError, ContainerService
 from .store import Container
 
@@ -51,7 +51,6 @@ __all__ = [
 ]
 
 CHANGE_MODIFIED, CHANGE_ADDED, CHANGE_DELETED = 0, 1, 2
-_MAX_LINKS = 255
 
 # Go's os.FileMode type bits, which X-Docker-Container-Path-Stat carries as "mode"
 _GO_DIR = 1 << 31
@@ -92,79 +91,6 @@ def _rfc3339_nano(ns: int) -> str:
     return (f"{base}.{frac:09d}".rstrip("0") if frac else base) + "Z"
 
 
-# --- the container's view of its files ----------------------------------------------------------------
-
-
-@dataclass
-class ContainerView:
-    """The container's `/` (its mounted rootfs) with its mounts laid over it, for path lookups."""
-
-    rootfs: str
-    name: str = ""  # the container as the request named it, for dockerd's messages
-    # (destination, host source, read-write), longest destination first
-    mounts: list[tuple[str, str, bool]] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, rootfs: str, mount_points: dict[str, Any]) -> ContainerView:
-        mounts = []
-        for dest, record in (mount_points or {}).items():
-            source = record.get("Source") or ""
-            if not source or record.get("Type") == "tmpfs":
-                continue  # a tmpfs lives only in the container's mount namespace
-            mounts.append((_clean(dest), source, bool(record.get("RW", True))))
-        mounts.sort(key=lambda m: len(m[0]), reverse=True)
-        return cls(rootfs, mounts=mounts)
-
-    def mount_of(self, cpath: str) -> tuple[str, str, bool] | None:
-        for mount in self.mounts:
-            dest = mount[0]
-            if cpath == dest or cpath.startswith(dest.rstrip("/") + "/"):
-                return mount
-        return None
-
-    def host(self, cpath: str) -> str:
-        """The host path of a resolved container path (no symlinks in it but perhaps the last part)."""
-        mount = self.mount_of(cpath)
-        if mount is not None:
-            rest = cpath[len(mount[0]) :].lstrip("/")
-            return os.path.join(mount[1], rest) if rest else mount[1]
-        rest = cpath.lstrip("/")
-        return os.path.join(self.rootfs, rest) if rest else self.rootfs
-
-    def resolve(self, path: str, follow_last: bool = True) -> str:
-        """`path` as a container path with every symlink followed inside the container (the last part
-        only when `follow_last`); missing parts are kept as they are."""
-        todo = [p for p in path.split("/") if p and p != "."]
-        done: list[str] = []
-        links = 0
-        while todo:
-            part = todo.pop(0)
-            if part == "..":
-                if done:
-                    done.pop()
-                continue
-            candidate = "/" + "/".join([*done, part])
-            if not todo and not follow_last:
-                done.append(part)
-                break
-            try:
-                st = os.lstat(self.host(candidate))
-            except (FileNotFoundError, NotADirectoryError):
-                done.append(part)
-                continue
-            if not stat.S_ISLNK(st.st_mode):
-                done.append(part)
-                continue
-            links += 1
-            if links > _MAX_LINKS:
-                raise OSError(errno.ELOOP, f"too many levels of symbolic links: {path}")
-            target = os.readlink(self.host(candidate))
-            if target.startswith("/"):
-                done = []
-            todo = [p for p in target.split("/") if p and p != "."] + todo
-        return "/" + "/".join(done)
-
-
 # --- diff ---------------------------------------------------------------------------------------------
 
 
@@ -179,7 +105,7 @@ def overlay_changes(upper: Path, lowers: list[Path]) -> list[dict[str, Any]]:
     for rel, st, _opaque in changed_entries(upper, lowers):
         if is_whiteout(st):
             kind = CHANGE_DELETED
-        elif any(os.path.lexists(lower / rel) for lower in lowers):
+        elif any(lstat_beneath(lower, rel) is not None for lower in lowers):  # (no lower link followed)
             kind = CHANGE_MODIFIED
         else:
             kind = CHANGE_ADDED
@@ -284,7 +210,9 @@ class ContainerFilesystem:
             mounted_here = not self.rootfs.is_mounted(c.id)
             root = await asyncio.to_thread(self.rootfs.mount, c.id, chain)
             try:
-                view = ContainerView.of(str(root), c.mount_points)
+                view = ContainerView.of(
+                    str(root), c.mount_points, readonly_rootfs=bool(c.host_config.get("ReadonlyRootfs"))
+                )
                 view.name = ref
                 yield c, view
             finally:
@@ -293,23 +221,27 @@ class ContainerFilesystem:
 
     # stat and archive (docker cp from a container)
 
-    def stat_path(self, c: Container, view: ContainerView, path: str) -> tuple[dict[str, Any], str]:
-        """dockerd's StatPath: the stat of `path` and its host path."""
-        abs_path = _clean(path)
+    def stat_path(self, c: Container, view: ContainerView, path: str) -> dict[str, Any]:
+        """dockerd's StatPath: the stat of `path`, as the container sees it."""
+        abs_path = clean(path)
         # as dockerd's ResolvePath: a trailing "/" or "/." makes the last part count as a directory,
         # so a symlink there is followed
         trailing = path.endswith(("/", "/.")) and abs_path != "/"
-        resolved = view.resolve(abs_path, follow_last=trailing)
-        host = view.host(resolved)
         try:
-            st = os.lstat(host)
+            fd, _ = view.open(abs_path, follow_last=trailing)
         except (FileNotFoundError, NotADirectoryError):
             raise ContainerError(
                 f"Could not find the file {abs_path} in container {view.name}", 404
             ) from None
+        except OSError as e:
+            raise ContainerError(f"{abs_path}: {e.strerror or e}", 500) from None
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
         link_target = ""
         if stat.S_ISLNK(st.st_mode):
-            link_target = view.resolve(abs_path, follow_last=True)
+            link_target = self._resolve(view, abs_path)
         name = posixpath.basename(abs_path) or "/"
         return {
             "name": name,
@@ -317,51 +249,44 @@ class ContainerFilesystem:
             "mode": go_file_mode(st.st_mode),
             "mtime": _rfc3339_nano(st.st_mtime_ns),
             "linkTarget": link_target,
-        }, host
+        }
 
-    def write_archive(self, view: ContainerView, path: str, host: str, out: BinaryIO) -> None:
+    @staticmethod
+    def _resolve(view: ContainerView, path: str) -> str:
+        try:
+            return view.resolve(path)
+        except OSError as e:
+            raise ContainerError(f"{path}: {e.strerror or e}", 500) from None
+
+    def write_archive(self, view: ContainerView, path: str, out: BinaryIO) -> None:
         """The tar of `path` (a file, or a directory and everything under it, mounts included), its
-        entries named after the path's last part as asked (`/x/.` gives `./...`)."""
+        entries named after the path's last part as asked (`/x/.` gives `./...`). The path is walked
+        again (a container may have changed it since its stat): whatever is found is read through
+        descriptors, inside the container's view."""
         base = "." if path.endswith("/.") else (posixpath.basename(path.rstrip("/")) or "/")
-        abs_path = _clean(path)
+        abs_path = clean(path)
+        trailing = path.endswith(("/", "/.")) and abs_path != "/"
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as archive:  # type: ignore[call-overload]
-            self._add(archive, view, abs_path, host, base, {})
-
-    def _add(
-        self, archive: tarfile.TarFile, view: ContainerView, cpath: str, host: str, name: str, links: dict
-    ) -> None:
-        try:
-            st = os.lstat(host)
-        except FileNotFoundError:
-            return  # gone meanwhile
-        add_entry(archive, tar_info(name, st), host, st, links)
-        if not stat.S_ISDIR(st.st_mode):
-            return
-        try:
-            names = sorted(os.listdir(host))
-        except OSError:
-            return
-        # `/x/.` names the entries `./a`; `/` names them `/a`, as dockerd's rebase does
-        prefix = "./" if name == "." else name.rstrip("/") + "/"
-        for child in names:
-            child_c = posixpath.join(cpath, child)
-            # a mount below this directory shows its source's content, not the mount point's
-            archive_host = view.host(child_c) if view.mount_of(child_c) else os.path.join(host, child)
-            self._add(archive, view, child_c, archive_host, prefix + child, links)
+            view.add_tree(archive, abs_path, base, follow_last=trailing)
 
     # extract (docker cp into a container)
 
     def check_extract(self, c: Container, view: ContainerView, path: str) -> str:
         """dockerd's checks before extracting into `path`: the resolved container directory."""
-        abs_path = _clean(path)
-        resolved = view.resolve(abs_path, follow_last=True)
+        abs_path = clean(path)
         try:
-            st = os.lstat(view.host(resolved))
+            fd, resolved = view.open(abs_path, follow_last=True)
         except (FileNotFoundError, NotADirectoryError):
             raise ContainerError(
                 f"Could not find the file {abs_path} in container {view.name}", 404
             ) from None
-        if not stat.S_ISDIR(st.st_mode):
+        except OSError as e:
+            raise ContainerError(f"{abs_path}: {e.strerror or e}", 500) from None
+        try:
+            is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
+        finally:
+            os.close(fd)
+        if not is_dir:
             raise ContainerError("extraction point is not a directory", 500)
         mount = view.mount_of(resolved)
         if mount is not None and not mount[2]:
@@ -379,68 +304,18 @@ class ContainerFilesystem:
         no_overwrite_dir_non_dir: bool = False,
         owner: tuple[int, int] | None = None,
     ) -> None:
-        """Unpack a tar into the container directory `dest` (resolved), each entry's parent resolved in
-        the container's view; `owner` (copyUIDGID) replaces the entries' own."""
-        dirs: list[tuple[str, tarfile.TarInfo]] = []
+        """Unpack a tar into the container directory `dest` (resolved), each entry's directory walked
+        again in the container's view and the entry made relative to it (see images.untar): a link the
+        archive or the container makes is followed inside the view only, a read-only mount is refused;
+        `owner` (copyUIDGID) replaces the entries' own."""
+        options = UntarOptions(owner=owner, no_overwrite_dir_non_dir=no_overwrite_dir_non_dir)
         with tarfile.open(fileobj=stream, mode="r|*") as archive:
-            for member in archive:
-                rel = posixpath.normpath("/" + member.name).lstrip("/")
-                if not rel:
-                    continue  # the archive's root ("./"): dest itself
-                parent = view.resolve(posixpath.join(dest, posixpath.dirname(rel)), follow_last=True)
-                cpath = posixpath.join(parent, posixpath.basename(rel))
-                host = view.host(cpath)
-                os.makedirs(os.path.dirname(host), exist_ok=True)
-                existing = _lstat(host)
-                if existing is not None:
-                    is_dir = stat.S_ISDIR(existing.st_mode)
-                    if no_overwrite_dir_non_dir and is_dir and not member.isdir():
-                        raise ContainerError(
-                            f'cannot overwrite directory "{cpath}" with non-directory "{member.name}"', 400
-                        )
-                    if no_overwrite_dir_non_dir and not is_dir and member.isdir():
-                        raise ContainerError(
-                            f'cannot overwrite non-directory "{cpath}" with directory "{member.name}"', 400
-                        )
-                    if not (is_dir and member.isdir()):
-                        if is_dir:
-                            shutil.rmtree(host)
-                        else:
-                            os.unlink(host)
-                uid, gid = owner if owner is not None else (member.uid, member.gid)
-                if member.isdir():
-                    if existing is None or not stat.S_ISDIR(existing.st_mode):
-                        os.mkdir(host, 0o700)
-                    dirs.append((host, member))
-                elif member.isreg():
-                    fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-                    with os.fdopen(fd, "wb") as f:
-                        source = archive.extractfile(member)
-                        while source is not None and (chunk := source.read(1 << 20)):
-                            f.write(chunk)
-                elif member.issym():
-                    os.symlink(member.linkname, host)
-                elif member.islnk():
-                    target = view.resolve(posixpath.join(dest, _clean(member.linkname).lstrip("/")))
-                    os.link(view.host(target), host, follow_symlinks=False)
-                    continue
-                elif member.ischr() or member.isblk():
-                    kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
-                    os.mknod(host, kind | 0o600, os.makedev(member.devmajor, member.devminor))
-                elif member.isfifo():
-                    os.mkfifo(host, 0o600)
-                else:
-                    continue
-                os.chown(host, uid, gid, follow_symlinks=False)
-                if not member.issym():
-                    os.chmod(host, member.mode & 0o7777)
-                    os.utime(host, (member.mtime, member.mtime))
-        # directories last, as tar does: their times would change with every entry written into them
-        for host, member in reversed(dirs):
-            uid, gid = owner if owner is not None else (member.uid, member.gid)
-            os.chown(host, uid, gid)
-            os.chmod(host, member.mode & 0o7777)
-            os.utime(host, (member.mtime, member.mtime))
+            try:
+                untar(archive, view, dest, options)
+            except ReadOnlyMount as e:
+                raise ContainerError(str(e), 400) from None
+            except ExtractError as e:
+                raise ContainerError(str(e), 400) from None
 
     def user_ids(self, c: Container, view: ContainerView) -> tuple[int, int]:
         """The container's Config.User as numbers, looked up in its own /etc/passwd and /etc/group."""
@@ -477,9 +352,7 @@ class ContainerFilesystem:
         """The container's whole filesystem (its merged rootfs, without its mounts) as a tar."""
         root_only = ContainerView(view.rootfs)
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as archive:  # type: ignore[call-overload]
-            links: dict = {}
-            for child in sorted(os.listdir(view.rootfs)):
-                self._add(archive, root_only, "/" + child, os.path.join(view.rootfs, child), child, links)
+            root_only.add_children(archive)
 
     # commit
 
@@ -581,25 +454,9 @@ class ContainerFilesystem:
         return new.id
 
 
-def _clean(path: str) -> str:
-    """An absolute, clean container path ("//x/../y" is "/y": normpath alone keeps a leading "//")."""
-    return "/" + posixpath.normpath("/" + path).lstrip("/")
-
-
-def _lstat(path: str) -> os.stat_result | None:
-    try:
-        return os.lstat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-
-
 def _lookup(view: ContainerView, file: str, key: str, field_index: int, by_id: bool = False) -> str | None:
-    host = view.host(view.resolve(file))
-    try:
-        lines = Path(host).read_text(errors="replace").splitlines()
-    except OSError:
-        return None
-    for line in lines:
+    text = view.read_text(file)
+    for line in (text or "").splitlines():
         parts = line.split(":")
         if len(parts) <= field_index:
             continue

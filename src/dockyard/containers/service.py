@@ -46,6 +46,7 @@ from .execs import ExecConfigError, ExecRecord, exec_process, new_exec, start_er
 from .ids import AmbiguousPrefix, InvalidIdentifier, NoSuchContainer, generate_id
 from .names import InvalidName, NameConflict, generate_name, validate_name
 from .networking import ContainerNetworkError, ContainerNetworking, check_port_filters
+from .pathview import read_in_root
 from .restart import (
     RestartManager,
     RestartPolicy,
@@ -359,12 +360,8 @@ class ContainerService:
 
     def _prepare_mounts(self, c: Container, rootfs: Path) -> dict[str, str]:
         """At start: `volume_paths` for the spec (see volumes.mounts.prepare_mounts)."""
-        from ..runtime.builtin import resolve_in_root
-
         try:
-            return volume_mounts.prepare_mounts(
-                self.volumes, c.mount_points, lambda dest: resolve_in_root(str(rootfs), dest)
-            )
+            return volume_mounts.prepare_mounts(self.volumes, c.mount_points, str(rootfs))
         except (VolumeError, OSError) as e:
             self.rootfs.unmount(c.id)
             if isinstance(e, OSError):
@@ -559,12 +556,8 @@ class ContainerService:
             merged = merge_config(options)
             self._write_etc_files(c, merged.hostname, sandbox)
 
-            def lookup(path: str) -> str | None:
-                f = rootfs / path.lstrip("/")
-                try:
-                    return f.read_text() if f.is_file() and not f.is_symlink() else None
-                except OSError:
-                    return None
+            def lookup(path: str) -> str | None:  # /etc/passwd and /etc/group: the container's own
+                return read_in_root(str(rootfs), path)
 
             spec = build_spec(
                 options,
@@ -1533,12 +1526,8 @@ class ContainerService:
         spec = json.loads((self._dir(c) / "bundle" / "config.json").read_text())
         rootfs = self.rootfs.path(c.id)
 
-        def read_file(path: str) -> str | None:
-            f = rootfs / path.lstrip("/")
-            try:
-                return f.read_text() if f.is_file() and not f.is_symlink() else None
-            except OSError:
-                return None
+        def read_file(path: str) -> str | None:  # resolved inside the running container's root
+            return read_in_root(str(rootfs), path)
 
         seccomp = (spec.get("linux") or {}).get("seccomp")
         process = exec_process(

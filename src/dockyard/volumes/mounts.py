@@ -86,13 +86,11 @@ def _record(mp: MountPoint, **values: Any) -> dict[str, Any]:
     return record
 
 
-def prepare_mounts(
-    volumes: VolumeService, records: dict[str, dict[str, Any]], resolve: Any
-) -> dict[str, str]:
+def prepare_mounts(volumes: VolumeService, records: dict[str, dict[str, Any]], rootfs: str) -> dict[str, str]:
     """At each start: the host directory of each volume (keyed by destination, the spec's
-    `volume_paths`), its filesystem mounted where it has one, filled from the image on its first mount
-    (`resolve(destination)` gives that path in the container's mounted root); a missing `-v` bind
-    source is created as dockerd creates it. Records it fills are marked `Populated`."""
+    `volume_paths`), its filesystem mounted where it has one, filled on its first mount from what the
+    image has at the destination (in the container's mounted `rootfs`, resolved inside it); a missing
+    `-v` bind source is created as dockerd creates it. Records it fills are marked `Populated`."""
     paths: dict[str, str] = {}
     for dest, record in sorted(records.items()):
         if record["Type"] == "bind":
@@ -109,7 +107,7 @@ def prepare_mounts(
             continue
         path = volumes.mount(record["Name"])
         if record.get("CopyData") and not record.get("Populated"):
-            copy_image_content(resolve(dest), path)
+            copy_image_content(rootfs, dest, path)
             record["Populated"] = True
         paths[dest] = path
     return paths

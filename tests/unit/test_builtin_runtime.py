@@ -34,7 +34,6 @@ from dockyard.runtime.builtin import (
     lookup_executable,
     parse_mount_options,
     plan_container,
-    resolve_in_root,
 )
 from dockyard.runtime.spec import ContainerOptions, build_spec
 
@@ -57,23 +56,7 @@ def test_later_mount_options_win() -> None:
     assert parse_mount_options(["defaults", "tmpcopyup", "z"]) == parse_mount_options([])
 
 
-# --- paths -----------------------------------------------------------------------------------------------
-
-
-def test_symlinks_resolve_inside_the_root(tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    (root / "etc").mkdir(parents=True)
-    (root / "real").mkdir()
-    os.symlink("/etc/passwd", root / "etc" / "hosts")  # absolute: the root's /etc/passwd, not the host's
-    os.symlink("../../../../..", root / "escape")
-    os.symlink("real", root / "rel")
-    os.symlink("loop", root / "loop")
-    assert resolve_in_root(str(root), "/etc/hosts") == f"{root}/etc/passwd"
-    assert resolve_in_root(str(root), "/escape/etc/shadow") == f"{root}/etc/shadow"
-    assert resolve_in_root(str(root), "/rel/sub/file") == f"{root}/real/sub/file"
-    assert resolve_in_root(str(root), "/../../x") == f"{root}/x"
-    with pytest.raises(OSError):
-        resolve_in_root(str(root), "/loop/x")
+# --- paths (resolution inside a root: tests/unit/test_inroot.py) ------------------------------------------
 
 
 def test_lookup_uses_the_containers_path(tmp_path: Path) -> None:

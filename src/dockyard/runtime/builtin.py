@@ -129,7 +129,6 @@ __all__ = [
     "parse_mount_options",
     "plan_container",
     "plan_exec",
-    "resolve_in_root",
     "spawn",
     "state",
     "wait",
@@ -255,38 +254,7 @@ def parse_mount_options(options: Sequence[str]) -> MountOptions:
     return MountOptions(flags, tuple(propagation), ",".join(data))
 
 
-# --- paths inside the root -------------------------------------------------------------------------------
-
-
-def resolve_in_root(root: str, path: str, max_links: int = 255) -> str:
-    """`path` inside `root` with symlinks resolved as if `root` were "/": an image cannot point a mount at
-    the host through a symlink (`/etc/hosts -> /etc/passwd`, `../../..`). Missing components are kept."""
-    todo = [p for p in path.split("/") if p and p != "."]
-    done: list[str] = []
-    links = 0
-    while todo:
-        part = todo.pop(0)
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        candidate = os.path.join(root, *done, part)
-        try:
-            st = os.lstat(candidate)
-        except (FileNotFoundError, NotADirectoryError):
-            done.append(part)
-            continue
-        if not stat.S_ISLNK(st.st_mode):
-            done.append(part)
-            continue
-        links += 1
-        if links > max_links:
-            raise OSError(errno.ELOOP, f"too many symlinks resolving {path} in {root}")
-        target = os.readlink(candidate)
-        if target.startswith("/"):
-            done = []
-        todo = [p for p in target.split("/") if p and p != "."] + todo
-    return os.path.join(root, *done)
+# --- the executable ---------------------------------------------------------------------------------------
 
 
 def _executable_problem(path: str) -> str | None:

@@ -71,6 +71,9 @@ async def kill(request: web.Request) -> web.Response:
 
 
 async def remove(request: web.Request) -> web.Response:
+    if query_bool(request, "link"):  # the name is a link's, `parent/alias`
+        daemon_of(request).containers.remove_link(request.match_info["id"])
+        return web.Response(status=204)
     await daemon_of(request).containers.remove(
         request.match_info["id"], query_bool(request, "force"), volumes=query_bool(request, "v")
     )
@@ -366,7 +369,7 @@ ROUTES = [
     Route("POST", "/containers/{id}/stop", stop),
     Route("POST", "/containers/{id}/restart", restart),
     Route("POST", "/containers/{id}/kill", kill),
-    Route("DELETE", "/containers/{id}", remove),
+    Route("DELETE", "/containers/{id:.+}", remove),  # a link's name has a slash: parent/alias
     Route("GET", "/containers/{id}/json", inspect),
     Route("GET", "/containers/{id}/logs", logs),
     Route("POST", "/containers/{id}/attach", attach),

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 from aiohttp import web
 
 from ..network import Network
 from .errors import BadRequest
+from .gojson import decode_body
 from .http import json_body, json_response, query_filters
 from .routing import Route, daemon_of
 
@@ -71,12 +70,10 @@ async def inspect_network(request: web.Request) -> web.Response:
 
 async def create_network(request: web.Request) -> web.Response:
     daemon = daemon_of(request)
-    body = await json_body(request)
-    name = body.get("Name") or ""
-    if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", name):
-        raise BadRequest(f'invalid name "{name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed')
+    body = await decode_body(request, "types.NetworkCreateRequest")
     network_id, warning = await _in_thread(daemon.networks.create, body)
-    daemon.events.emit("network", "create", network_id, name=name, type=body.get("Driver") or "bridge")
+    driver = body.get("Driver") or "bridge"
+    daemon.events.emit("network", "create", network_id, name=body["Name"], type=driver)
     return json_response({"Id": network_id, "Warning": warning}, 201)
 
 

@@ -10,7 +10,7 @@ from .. import API_VERSION, MIN_API_VERSION, __version__
 from ..containers.service import ContainerError
 from ..engine import Daemon
 from ..network import NetworkError
-from . import archive, container_fs, containers, images, networks, system, volumes
+from . import archive, container_fs, containers, images, networks, swarm, system, volumes
 from . import build as build_api
 from . import exec as exec_api
 from .errors import ApiError
@@ -93,6 +93,7 @@ def build_app(daemon: Daemon) -> web.Application:
     add_routes(app, volumes.ROUTES)
     add_routes(app, networks.ROUTES)
     add_routes(app, build_api.ROUTES)
+    add_routes(app, swarm.ROUTES)
 
     async def _start_daemon(app: web.Application) -> None:
         await daemon.start()

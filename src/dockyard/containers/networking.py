@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ..network import resolvconf
 from ..network.ports import PortError, ports_list, ports_view, requests_for, split_port
 from ..network.service import PREDEFINED, Attachment, Network, NetworkError, Sandbox
+from . import endpoint_options
 from .store import ZERO_TIME, Container
 
 if TYPE_CHECKING:
@@ -51,6 +52,10 @@ class ContainerNetworking:
         """The container's networks (network ID -> the EndpointSettings asked for) and warnings."""
         mode = network_mode(host_config)
         warnings: list[str] = []
+        try:
+            endpoints = endpoint_options.endpoints_config(networking_config)
+        except endpoint_options.EndpointError as e:
+            raise ContainerNetworkError(str(e), e.status) from None
         bindings = host_config.get("PortBindings") or {}
         try:
             for key in [*bindings, *(config.get("ExposedPorts") or {})]:
@@ -58,43 +63,27 @@ class ContainerNetworking:
         except PortError as e:
             raise ContainerNetworkError(str(e)) from None
         if mode.startswith("container:"):
-            if bindings or host_config.get("PublishAllPorts"):
-                raise ContainerNetworkError(
-                    "conflicting options: port publishing and the container type network mode"
-                )
             return {}, warnings
         if mode == "host" and bindings:
             warnings.append("Published ports are discarded when using host network mode")
         if self.networks is None:
             return {}, warnings
+        # the CLI names the endpoint of a bare `run` "default", as the NetworkMode it sends
+        raw = host_config.get("NetworkMode") or "default"
+        key, asked = next(iter(endpoints.items()), ("", {}))
+        settings = dict(asked or {})
+        if key and key not in (mode, raw) and mode not in ("host", "none"):
+            mode = key  # dockerd keeps the container on the network its one endpoint names instead
         try:
             net = self.networks.get(mode)
         except NetworkError as e:
-            if (host_config.get("NetworkMode") or "default") == "default" and mode == "bridge":
+            if raw == "default" and mode == "bridge":
                 return {}, warnings  # a daemon without a default bridge (`--bridge=none`): only lo
             if e.status != 404:
                 raise ContainerNetworkError(str(e), e.status) from None
             # dockerd creates the container anyway and fails its start ("network X not found"); a 404 at
             # create would make the docker CLI think the image is missing and pull it
-            return {mode: {"_name": mode}}, warnings
-        endpoints = (networking_config or {}).get("EndpointsConfig") or {}
-        # the CLI names the endpoint of a bare `run` "default", as the NetworkMode it sends
-        raw = host_config.get("NetworkMode") or "default"
-        settings = dict(
-            endpoints.get(mode)
-            or endpoints.get(raw)
-            or endpoints.get(net.name)
-            or endpoints.get(net.id)
-            or {}
-        )
-        if net.predefined and settings.get("Aliases"):
-            raise ContainerNetworkError(
-                "network-scoped alias is supported only for containers in user defined networks"
-            )
-        if net.predefined and (settings.get("IPAMConfig") or {}).get("IPv4Address"):
-            raise ContainerNetworkError(
-                "user specified IP address is supported on user defined networks only"
-            )
+            return {mode: {**settings, "_name": mode}}, warnings
         settings["_name"] = net.name  # to name it if the network is removed before the start
         return {net.id: settings}, warnings
 
@@ -155,7 +144,7 @@ class ContainerNetworking:
             box.dns = self._dns_plan(c, True).record()  # kept in the sandbox's record by the connect
         try:
             if c.running:
-                self.networks.connect(c.id, net.id, settings)
+                self.networks.connect(c.id, net.id, self._endpoint_settings(c, net, settings, NetworkError))
         except BaseException:
             if box is not None and starts_dns:
                 box.dns = {}
@@ -194,9 +183,11 @@ class ContainerNetworking:
                 name = settings.get("_name") or net_id
                 raise ContainerNetworkError(f"network {name} not found", 404) from None
             if net.driver == "bridge":
-                networks.append((net.id, settings))
+                networks.append((net.id, self._endpoint_settings(c, net, settings, ContainerNetworkError)))
         if not networks:
             return None
+        for settings in chosen.values():
+            endpoint_options.started(settings)
         embedded = any(self.networks.networks[net_id].dns for net_id, _settings in networks)
         dns = self._dns_plan(c, True).record() if embedded else {}
         requests = requests_for(
@@ -208,6 +199,16 @@ class ContainerNetworking:
             return self.networks.attach(Attachment(c.id, c.name, networks, requests, hostname, dns=dns))
         except NetworkError as e:
             raise ContainerNetworkError(str(e), e.status) from None
+
+    def _endpoint_settings(
+        self, c: Container, net: Network, settings: dict[str, Any], error: type
+    ) -> dict[str, Any]:
+        """What the endpoint is made with (endpoint_options.at_start), dockerd's refusals as `error`."""
+        primary = net.name == network_mode(c.host_config) or net.id == c.host_config.get("NetworkMode")
+        try:
+            return endpoint_options.at_start(c.config, settings, net.predefined, primary)
+        except endpoint_options.EndpointError as e:
+            raise error(str(e), e.status) from None
 
     def joined(self, c: Container) -> list[Network]:
         """The networks a container is on that still exist (for dockerd's network connect and disconnect
@@ -227,7 +228,8 @@ class ContainerNetworking:
 
     # --- /etc files --------------------------------------------------------------------------------
 
-    def hosts(self, c: Container, hostname: str, box: Sandbox | None) -> str:
+    def hosts(self, c: Container, hostname: str, box: Sandbox | None, links: list[str] | None = None) -> str:
+        """`links`: the legacy links' lines (containers/links.py), after --add-host's, as dockerd's."""
         mode = network_mode(c.host_config)
         extra = c.host_config.get("ExtraHosts") or []
         if mode == "host" and not extra:  # dockerd: the host's own file, as it is
@@ -244,6 +246,7 @@ class ContainerNetworking:
             lines.append(f"{address}\t{host}\n")
         if mode in ("host", "none"):  # no address of its own to name the hostname with
             return "".join(lines)
+        lines += links or []
         address = box.endpoints[0].address if box and box.endpoints else "127.0.0.1"
         lines.append(f"{address}\t{hostname}\n")
         return "".join(lines)
@@ -307,6 +310,7 @@ class ContainerNetworking:
                 "MacAddress": ep.mac if ep else "",
                 "DriverOpts": None,
             }
+            endpoint_options.show(shown, settings, ep.mac if ep else "")
             networks[name] = shown
             if name == "bridge" and ep:
                 top = {

@@ -42,8 +42,10 @@ from ..runtime.spec import (
 )
 from ..volumes import VolumeError, VolumeService
 from ..volumes import mounts as volume_mounts
+from .endpoint_options import EndpointError, validate_net_mode
 from .execs import ExecConfigError, ExecRecord, exec_process, new_exec, start_error_message
 from .ids import AmbiguousPrefix, InvalidIdentifier, NoSuchContainer, generate_id
+from .links import NOT_DEFAULT_NAME, LinkError, Links, merge_env
 from .names import InvalidName, NameConflict, generate_name, validate_name
 from .networking import ContainerNetworkError, ContainerNetworking, check_port_filters
 from .pathview import read_in_root
@@ -193,6 +195,7 @@ class ContainerService:
         self.store = ContainerStore(data_root / "containers")
         self.rootfs = RootfsManager(data_root / "rootfs", images.snapshots)
         self.net = ContainerNetworking(networks)
+        self.links = Links(self)  # legacy links (--link) on the default bridge
         images.container_users = self.store.users_of_image
         self._monitors: dict[str, asyncio.Task[None]] = {}
         self._exit_waiters: dict[str, list[asyncio.Future[int]]] = {}
@@ -242,6 +245,10 @@ class ContainerService:
     # --- create ------------------------------------------------------------------------------------
 
     def create(self, name: str, body: dict[str, Any]) -> tuple[str, list[str]]:
+        try:  # dockerd's decoder refuses these before anything else
+            validate_net_mode(body, body.get("HostConfig") or {})
+        except EndpointError as e:
+            raise ContainerError(str(e), e.status) from None
         image_name = body.get("Image") or ""
         if not image_name:
             raise ContainerError("No image specified", 400)
@@ -275,6 +282,10 @@ class ContainerService:
         except ContainerNetworkError as e:
             raise ContainerError(str(e), e.status) from None
         warnings += network_warnings
+        try:
+            links = self.links.register(host_config)
+        except LinkError as e:
+            raise ContainerError(str(e), e.status) from None
         if name:
             try:
                 name = validate_name(name)
@@ -307,6 +318,8 @@ class ContainerService:
         }
         if merged.stop_signal:
             shown["StopSignal"] = merged.stop_signal
+        if config.get("MacAddress"):
+            shown["MacAddress"] = config["MacAddress"]
         if config.get("StopTimeout") is not None:
             shown["StopTimeout"] = config["StopTimeout"]
         container = Container(
@@ -319,7 +332,7 @@ class ContainerService:
             path=merged.path,
             args=merged.args,
             driver=self.rootfs.driver,
-            extra={"create_config": config, "networks": networks},
+            extra={"create_config": config, "networks": networks, **({"links": links} if links else {})},
         )
         container.log_path = str(self.store.dir(container_id) / f"{container_id}-json.log")
         try:
@@ -406,7 +419,7 @@ class ContainerService:
                 for name in ("hosts", "resolv.conf"):
                     shutil.copyfile(donor / name, d / name)
                 return
-        (d / "hosts").write_text(self.net.hosts(c, hostname, sandbox))
+        (d / "hosts").write_text(self.net.hosts(c, hostname, sandbox, self.links.hosts_lines(c)))
         (d / "resolv.conf").write_text(self.net.resolv_conf(c, sandbox))
 
     async def start(self, ref: str) -> None:
@@ -496,14 +509,16 @@ class ContainerService:
         # the network sandbox comes first: a host port that is taken fails the start before anything else
         # is made, and whatever fails later takes the sandbox back with it
         try:
+            self.links.check_start(c)
             sandbox = self.net.attach(c, c.config.get("Hostname") or "")
-        except ContainerNetworkError as e:
+        except (ContainerNetworkError, LinkError) as e:
             raise ContainerError(str(e), e.status) from None
         try:
             self._start_in_sandbox(c, sandbox, attach_pending)
         except BaseException:
             self.net.release(c)
             raise
+        self.links.started(c)  # its running parents' hosts files name its new address
 
     def _joined_namespaces(self, c: Container) -> dict[str, Any]:
         """`container:<name|id>` modes: the donor's namespaces by path (its network one is the sandbox's
@@ -568,6 +583,14 @@ class ContainerService:
         except SpecError as e:
             self.rootfs.unmount(c.id)
             raise ContainerError(str(e), 400) from None
+        try:
+            linked = self.links.env(c)
+        except LinkError as e:
+            self.rootfs.unmount(c.id)
+            raise ContainerError(str(e), e.status) from None
+        if linked:
+            process = spec["process"]
+            process["env"] = merge_env(process["env"], linked, list(c.config.get("Env") or []))
         bundle = d / "bundle"
         bundle.mkdir(exist_ok=True)
         (bundle / "config.json").write_text(json.dumps(spec))
@@ -892,6 +915,16 @@ class ContainerService:
 
     # --- remove ------------------------------------------------------------------------------------
 
+    def remove_link(self, name: str) -> None:
+        """`DELETE /containers/parent/alias?link=1`: the link goes, both containers stay (rmLink)."""
+        found = self.links.find(name)
+        if found is None:
+            if "/" in name.strip("/"):
+                raise ContainerError(f"No such container: {name}", 404)
+            self.get(name)  # dockerd looks the name up first: 404 for what names no container
+            raise ContainerError(NOT_DEFAULT_NAME, 500)
+        self.links.remove(*found)
+
     async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
         c = self.get(ref)
         if c.running:
@@ -1055,7 +1088,7 @@ class ContainerService:
             "ProcessLabel": "",
             "AppArmorProfile": "",
             "ExecIDs": self.exec_ids(c.id),
-            "HostConfig": _shown_host_config(c.host_config),
+            "HostConfig": {**_shown_host_config(c.host_config), "Links": self.links.shown(c)},
             "GraphDriver": graph,
             "Mounts": volume_mounts.shown_mounts(c.mount_points),
             "Config": c.config,
@@ -1195,7 +1228,7 @@ class ContainerService:
             ports, network_settings = self.net.list_fields(c)
             entry: dict[str, Any] = {
                 "Id": c.id,
-                "Names": ["/" + c.name],
+                "Names": self.links.names(c),
                 "Image": c.image,
                 "ImageID": c.image_id,
                 "Command": command,
@@ -1497,6 +1530,11 @@ class ContainerService:
             record = new_exec(c.id, body)
         except ExecConfigError as e:
             raise ContainerError(str(e), 400) from None
+        try:  # dockerd gives an exec the links' variables too (the container's own env wins over them)
+            own = {e.partition("=")[0] for e in c.config.get("Env") or []}
+            record.env = [e for e in self.links.env(c) if e.partition("=")[0] not in own] + record.env
+        except LinkError as e:
+            raise ContainerError(str(e), e.status) from None
         now = time.monotonic()
         for old in [r for r in self._execs.values() if r.expired(now) or r.container_id not in self.store]:
             self._execs.pop(old.id, None)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING
 
+from .linkalias import link_target
+
 if TYPE_CHECKING:
     from .service import Network, NetworkService, Sandbox
 
@@ -54,17 +56,20 @@ class ContainerNames:
         """The IPv4 addresses of `name` as the container sees it; None when it is no container's name."""
         with self.service._lock:
             networks = self._networks(container_id)
+            asker = self.service.sandboxes.get(container_id)
             for wanted, network_name in candidates(name):
                 if not wanted:
                     continue
                 for net in networks:
                     if network_name and net.name.lower() != network_name:
                         continue
+                    # a link alias of the asker's endpoint stands for another name there (linkalias.py)
+                    lookup = (link_target(asker, net.id, wanted) if asker else None) or wanted
                     found = [
                         ep.address
                         for box in self.service.sandboxes.values()
                         for ep in box.endpoints
-                        if ep.network_id == net.id and wanted in _names(box, ep.aliases)
+                        if ep.network_id == net.id and lookup in _names(box, ep.aliases)
                     ]
                     if found:
                         random.shuffle(found)

@@ -60,7 +60,8 @@ class Network:
     attachable: bool = False
     labels: dict[str, str] = field(default_factory=dict)
     options: dict[str, str] = field(default_factory=dict)
-    ipam_options: dict[str, str] = field(default_factory=dict)
+    ipam_options: dict[str, str] | None = field(default_factory=dict)  # None: not given (shown null)
+    aux_addresses: dict[str, str] = field(default_factory=dict)  # IPAM's AuxiliaryAddresses, never handed out
     user_ipam: bool = False  # subnet given by the user (shown as given in IPAM.Config)
     show_gateway: bool = True  # false when the user gave a subnet but no gateway: dockerd shows none
 
@@ -86,6 +87,7 @@ class Endpoint:
     host_veth: str
     aliases: list[str] = field(default_factory=list)
     ipam_config: dict[str, Any] | None = None
+    links: dict[str, str] = field(default_factory=dict)  # link alias -> container name (network/linkalias.py)
 
 
 @dataclass
@@ -296,10 +298,13 @@ class NetworkService:
         with self._lock:
             if ref in self.networks:
                 return self.networks[ref]
-            for net in self.networks.values():
-                if net.name == ref:
-                    return net
+            by_name = [n for n in self.networks.values() if n.name == ref]
             matches = [n for n in self.networks.values() if ref and n.id.startswith(ref)]
+        if len(by_name) == 1:
+            return by_name[0]
+        if len(by_name) > 1:  # names are unique unless made without CheckDuplicate
+            found = f"{len(by_name)} matches found based on name"
+            raise NetworkError(f"network {ref} is ambiguous ({found})", 400)
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
@@ -309,9 +314,15 @@ class NetworkService:
         raise NetworkError(f"network {ref} not found", 404)
 
     def create(self, body: dict[str, Any]) -> tuple[str, str]:
+        """(its ID, dockerd's warning); the request checked as dockerd does (create_checks)."""
+        from . import create_checks as checks  # it raises this module's NetworkError
+
+        checks.check_request(body)
         name = body.get("Name") or ""
-        if not name:
-            raise NetworkError("network name must not be empty", 400)  # dockerd's word is "invalid name"
+        checks.check_name(name)
+        with self._lock:
+            existing = [(n.name, n.id) for n in self.networks.values()]
+        warning = checks.duplicate_warning(existing, name, bool(body.get("CheckDuplicate")))
         driver = body.get("Driver") or "bridge"
         if driver in ("host", "null"):
             raise NetworkError(f'only one instance of "{driver}" network is allowed', 403)
@@ -319,7 +330,7 @@ class NetworkService:
             raise NetworkError(f'plugin "{driver}" not found', 404)
         if body.get("EnableIPv6"):
             raise NetworkError("IPv6 networks are not supported by this daemon", 400)
-        options = {k: str(v) for k, v in (body.get("Options") or {}).items()}
+        options = {k: v or "" for k, v in (body.get("Options") or {}).items()}
         ipam = body.get("IPAM") or {}
         if (ipam.get("Driver") or "default") != "default":
             raise NetworkError(f'plugin "{ipam.get("Driver")}" not found', 404)
@@ -327,9 +338,9 @@ class NetworkService:
         if len(configs) > 1:
             raise NetworkError("bridge driver doesn't support multiple subnets", 403)
         with self._lock:
-            if any(n.name == name for n in self.networks.values()):
-                raise NetworkError(f"network with name {name} already exists", 409)
             subnet, gateway, ip_range, user_ipam = self._network_addresses(configs[0] if configs else {})
+            aux = checks.aux_addresses(configs[0] if configs else {}, subnet, gateway, name)
+            checks.check_bridge_options(options)
             net_id = secrets.token_hex(32)
             device = options.get("com.docker.network.bridge.name") or f"br-{net_id[:12]}"
             if len(device) > 15:
@@ -347,7 +358,8 @@ class NetworkService:
                 attachable=bool(body.get("Attachable")),
                 labels=dict(body.get("Labels") or {}),
                 options=options,
-                ipam_options=dict(ipam.get("Options") or {}),
+                ipam_options=None if ipam.get("Options") is None else dict(ipam["Options"]),
+                aux_addresses=aux,
                 user_ipam=user_ipam,
                 show_gateway=not user_ipam or bool(configs[0].get("Gateway")),
             )
@@ -359,7 +371,7 @@ class NetworkService:
                 raise NetworkError(f"failed to create the bridge {device}: {e.strerror or e}") from None
             self._save(net)
             self._apply_firewall()
-        return net.id, ""
+        return net.id, warning
 
     def _network_addresses(self, config: dict[str, Any]) -> tuple[ipaddress.IPv4Network, str, str, bool]:
         text = config.get("Subnet") or ""
@@ -448,6 +460,8 @@ class NetworkService:
                 entry["IPRange"] = net.ip_range
             if net.show_gateway:
                 entry["Gateway"] = net.gateway
+            if net.aux_addresses:
+                entry["AuxiliaryAddresses"] = dict(net.aux_addresses)
             ipam_config.append(entry)
         return {
             "Name": net.name,
@@ -544,7 +558,7 @@ class NetworkService:
         try:
             address = allocate(
                 subnet,
-                used,
+                used | set(net.aux_addresses.values()),
                 net.gateway,
                 ipaddress.IPv4Network(net.ip_range, strict=False) if net.ip_range else None,
                 wanted,
@@ -562,6 +576,7 @@ class NetworkService:
             host_veth="veth" + secrets.token_hex(4)[:7],
             aliases=list(settings.get("Aliases") or []),
             ipam_config=ipam_config,
+            links=dict(settings.get("_links") or {}),
         )
 
     def _plumb(self, box: Sandbox) -> None:
@@ -590,6 +605,9 @@ class NetworkService:
                     if index is None:
                         raise NetworkError(f"{ep.interface} did not arrive in the container's namespace")
                     inner.add_address(index, ipaddress.IPv4Interface(f"{ep.address}/{ep.prefix}"))
+                    for local in (ep.ipam_config or {}).get("LinkLocalIPs") or []:  # libnetwork's /16
+                        if ipaddress.ip_address(local).version == 4:
+                            inner.add_address(index, ipaddress.IPv4Interface(f"{local}/16"))
                     inner.set_up(index)
                     if default_route and i == 0 and not net.internal:
                         inner.add_default_route(ep.gateway)

@@ -72,6 +72,7 @@ def configure(spec: CommandSpec) -> CommandParser:
             name, "dockyard rm [OPTIONS] CONTAINER [CONTAINER...]", "Remove one or more containers"
         )
         p.add_argument("-f", "--force", action="store_true", help="Force the removal of a running container")
+        p.add_argument("-l", "--link", action="store_true", help="Remove the specified link")
         p.add_argument("-v", "--volumes", action="store_true", help="Remove anonymous volumes")
         p.add_argument("containers", nargs="+", metavar="CONTAINER")
     elif name == "ps":
@@ -311,7 +312,7 @@ def stop(args: Any, client: ApiClient) -> int:
 
 
 def remove(args: Any, client: ApiClient) -> int:
-    query = {"force": args.force, "v": args.volumes}
+    query = {"force": args.force, "v": args.volumes, "link": args.link}
     return for_each(args.containers, lambda n: client.request("DELETE", f"/containers/{n}", query).read())
 
 

@@ -24,6 +24,29 @@ def bytes_size(size: float) -> str:
     return f"{size:.4g}{units[i]}"
 
 
+def go_duration(ns: int) -> str:
+    """Go's time.Duration.String(): 0s, 200ms, 1.5s, 1m30s, 1h0m0s."""
+    if ns == 0:
+        return "0s"
+    sign, ns = ("-" if ns < 0 else ""), abs(ns)
+
+    def trim(value: float) -> str:
+        return f"{value:.9f}".rstrip("0").rstrip(".") or "0"
+
+    if ns < 1_000_000_000:
+        for unit, size in (("ms", 1_000_000), ("\u00b5s", 1_000), ("ns", 1)):
+            if ns >= size:
+                return sign + trim(ns / size) + unit
+    hours, rest = divmod(ns, 3600 * 10**9)
+    minutes, rest = divmod(rest, 60 * 10**9)
+    seconds = trim(rest / 10**9)
+    if hours:
+        return f"{sign}{hours}h{minutes}m{seconds}s"
+    if minutes:
+        return f"{sign}{minutes}m{seconds}s"
+    return f"{sign}{seconds}s"
+
+
 def parse_time(value: str, now: float) -> float:
     """Docker's time arguments: unix seconds (with optional fraction), RFC 3339, or a Go duration ago."""
     value = value.strip()

@@ -58,8 +58,9 @@ class ExecRecord:
 
     @property
     def command(self) -> str:
-        """As dockerd words it in the exec_create and exec_start events."""
-        return " ".join([self.entrypoint, *self.arguments])
+        """As dockerd words it in the exec_create and exec_start events: `Entrypoint + " " + Args`, so a
+        command without arguments ends in a space (`exec_create: true `)."""
+        return f"{self.entrypoint} {' '.join(self.arguments)}"
 
     @property
     def live(self) -> bool:

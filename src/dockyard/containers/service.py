@@ -42,8 +42,10 @@ from ..runtime.spec import (
 )
 from ..volumes import VolumeError, VolumeService
 from ..volumes import mounts as volume_mounts
+from . import health as health_checks
 from .endpoint_options import EndpointError, validate_net_mode
 from .execs import ExecConfigError, ExecRecord, exec_process, new_exec, start_error_message
+from .health import HealthChecks, HealthConfigError
 from .ids import AmbiguousPrefix, InvalidIdentifier, NoSuchContainer, generate_id
 from .links import NOT_DEFAULT_NAME, LinkError, Links, merge_env
 from .names import InvalidName, NameConflict, generate_name, validate_name
@@ -211,6 +213,7 @@ class ContainerService:
         self._execs: dict[str, ExecRecord] = {}  # in memory only, as dockerd's
         self._exec_flags: dict[str, tuple[asyncio.Event, asyncio.Event]] = {}  # (started, ended)
         self._exec_tasks: set[asyncio.Task[None]] = set()
+        self.health = HealthChecks(self)  # the healthcheck monitors (containers/health.py)
 
     # --- helpers -----------------------------------------------------------------------------------
 
@@ -252,6 +255,10 @@ class ContainerService:
         image_name = body.get("Image") or ""
         if not image_name:
             raise ContainerError("No image specified", 400)
+        try:  # dockerd checks it before looking the image up
+            health = health_checks.check_config(body.get("Healthcheck"))
+        except HealthConfigError as e:
+            raise ContainerError(str(e), 400) from None
         try:
             record = self.images.get(image_name)
         except ImageError as e:
@@ -306,6 +313,7 @@ class ContainerService:
             "StdinOnce": bool(config.get("StdinOnce")),
             "Env": merged.env,
             "Cmd": merged.cmd,
+            **health_checks.config_entry(health, img_cfg.get("Healthcheck")),
             "Image": image_name,
             # as dockerd merges them: the image's VOLUMEs and the create's (`-v /path`)
             "Volumes": {**(img_cfg.get("Volumes") or {}), **(config.get("Volumes") or {})} or None,
@@ -447,6 +455,7 @@ class ContainerService:
                 raise
         self._volume_events(c, "mount")
         self._network_events(c, "connect")
+        await self.health.started(c)
         self.events.emit("container", "start", c.id, image=c.image, name=c.name)
         self._monitor(c)
         for fut in self._start_waiters.pop(c.id, []):
@@ -663,6 +672,7 @@ class ContainerService:
             if c.id not in self.store:
                 delay = None
             await asyncio.to_thread(self._record_exit, c, record, delay is not None)
+            await self.health.stop(c)
             self.events.emit(
                 "container", "die", c.id, exitCode=str(c.state.exit_code), image=c.image, name=c.name
             )
@@ -732,6 +742,7 @@ class ContainerService:
                 return False
         self._volume_events(c, "mount")
         self._network_events(c, "connect")
+        await self.health.started(c)
         self.events.emit("container", "start", c.id, image=c.image, name=c.name)
         for fut in self._start_waiters.pop(c.id, []):
             _resolve(fut, None)  # type: ignore[arg-type]
@@ -1074,6 +1085,7 @@ class ContainerService:
                 "Error": s.error,
                 "StartedAt": s.started_at,
                 "FinishedAt": s.finished_at,
+                **health_checks.shown_state(s.health),
             },
             "Image": c.image_id,
             "ResolvConfPath": str(d / "resolv.conf"),
@@ -1100,7 +1112,11 @@ class ContainerService:
         s = c.state
         now = time.time()
         if s.status == "running":
-            return "Up " + human_duration(now - _rfc3339_to_unix(s.started_at))
+            return (
+                "Up "
+                + human_duration(now - _rfc3339_to_unix(s.started_at))
+                + health_checks.status_suffix(s.health)
+            )
         if s.status == "paused":
             return "Up " + human_duration(now - _rfc3339_to_unix(s.started_at)) + " (Paused)"
         if s.status == "restarting":
@@ -1122,6 +1138,10 @@ class ContainerService:
         for key in filters:
             if key not in LIST_FILTERS:
                 raise ContainerError(f"invalid filter '{key}'", 400)
+        try:
+            health_checks.check_filter(filters.get("health", []))
+        except HealthConfigError as e:
+            raise ContainerError(str(e), 400) from None
         for value in filters.get("status", []):
             if value not in STATUSES:
                 raise ContainerError(f"Invalid filter 'status={value}'", 400)
@@ -1186,8 +1206,8 @@ class ContainerService:
             return False
         if "ancestor" in resolved and not self._descends_from(c.image_id, resolved["ancestor"]):
             return False
-        if filters.get("health") and "none" not in filters["health"]:
-            return False  # no container has a health check yet
+        if filters.get("health") and health_checks.filter_value(c.state.health) not in filters["health"]:
+            return False
         wanted_volumes = filters.get("volume") or []
         if wanted_volumes and not any(volume_mounts.uses(c.mount_points, v) for v in wanted_volumes):
             return False
@@ -1404,6 +1424,7 @@ class ContainerService:
             if c.state.status == "running":  # not exited meanwhile
                 c.state.status = "paused"
                 self.store.save(c)
+                await self.health.update(c)  # no probes while paused
         self.events.emit("container", "pause", c.id, image=c.image, name=c.name)
 
     async def unpause(self, ref: str) -> None:
@@ -1421,6 +1442,7 @@ class ContainerService:
         if c.state.status == "paused":
             c.state.status = "running"
             self.store.save(c)
+            await self.health.update(c)
         self.events.emit("container", "unpause", c.id, image=c.image, name=c.name)
 
     async def _thaw_after_signal(self, c: Container, sig: int) -> None:
@@ -1720,6 +1742,7 @@ class ContainerService:
         for c in self.store.all():
             if c.running:
                 self._monitor(c)
+                await self.health.update(c)  # probes go on (dockerd 23's restore)
                 continue
             started_before = c.state.status == "exited" and c.state.started_at != ZERO_TIME
             policy = RestartPolicy.from_host_config(c.host_config)
@@ -1748,6 +1771,7 @@ class ContainerService:
             for c, result in zip(running, results, strict=True):
                 if isinstance(result, BaseException):
                     log.error("container %s: stop at shut-down: %s", c.id, result)
+        await self.health.close()
         for task in self._monitors.values():
             task.cancel()
         self._monitors.clear()

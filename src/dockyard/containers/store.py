@@ -48,6 +48,7 @@ class ContainerState:
     finished_at: str = ZERO_TIME
     oom_killed: bool = False
     error: str = ""
+    health: dict[str, Any] | None = None  # State.Health (containers/health.py), None: never probed
 
     @property
     def running(self) -> bool:

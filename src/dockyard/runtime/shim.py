@@ -70,6 +70,7 @@ __all__ = [
 
 READ_SIZE = 256 * 1024
 PIPE_SIZE = 1024 * 1024  # fewer wake-ups for a chatty container (the default 64 KiB fills in a blink)
+KEEP_ENDED = 600.0  # how long an ended exec's exit code is kept for exec_state/exec_wait
 DRAIN_TIMEOUT = 2.0  # after init's exit, how long processes outside its PID namespace may keep our pipes
 MAX_CLIENT_BACKLOG = 8 * 1024 * 1024
 F_SETPIPE_SZ = 1031
@@ -280,7 +281,7 @@ class _Client:
 
 class _Exec:
     """A process exec'd in the container (docker exec): its stdio, its streaming client, its exit. Kept
-    until the shim ends, so that its exit code can be asked for by id after it is gone."""
+    KEEP_ENDED after its end, so that its exit code can be asked for by id after it is gone."""
 
     def __init__(self, exec_id: str, tty: bool):
         self.id = exec_id
@@ -830,6 +831,11 @@ class _Shim:
                 return {"ok": True, "ExitCode": ex.exit_code}
             ex.waiters.append(client)
             return None
+        if op == "exec_kill":  # a healthcheck probe past its timeout
+            if self.exec_pids.get(ex.pid) is not ex:  # reaped: the pid may be another process's by now
+                return {"error": f"exec {ex.id} is not running"}
+            os.kill(ex.pid, int(req.get("signal", signal.SIGTERM)))
+            return {"ok": True}
         if op == "exec_resize":
             if ex.exit_code is not None or ex.done:
                 return {"error": "cannot resize a stopped container"}
@@ -848,6 +854,9 @@ class _Shim:
             return {"error": f"container {c.id} is not running"}
         if exec_id in self.execs:
             return {"error": f"exec {exec_id} was already started"}
+        now = time.monotonic()  # ended execs are forgotten after a while (a probe every second adds up)
+        for old in [e for e in self.execs.values() if e.done and now - (e.exited_at or now) > KEEP_ENDED]:
+            del self.execs[old.id]
         tty, detach = bool(req.get("tty")), bool(req.get("detach"))
         ex = _Exec(exec_id, tty)
         theirs: list[int] = []

@@ -40,6 +40,9 @@ answers one JSON line, `{"ok": true, ...}` or `{"error": "..."}`:
     {"op": "exec_wait", "id": "<exec id>"}   -> answered when the exec has exited and its stream ended:
                                                 {"ok", "ExitCode"}
     {"op": "exec_resize", "id": "<exec id>", "height": 24, "width": 80}
+    {"op": "exec_kill", "id": "<exec id>", "signal": 15}  (while it runs: not once its pid is reaped)
+
+Ended execs are forgotten by the shim 10 minutes after their end.
 """
 
 from __future__ import annotations

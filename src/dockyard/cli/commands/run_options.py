@@ -12,6 +12,7 @@ import os
 
 from ...units import ram_in_bytes
 from ..parser import CommandParser, UsageError
+from . import health_options
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -107,6 +108,7 @@ def add_options(p: CommandParser) -> None:
         help="Read in a file of environment variables",
     )
     add("--group-add", action="append", default=[], metavar="list", help="Add additional groups to join")
+    health_options.add_options(p)
     add(
         "--init",
         action="store_true",
@@ -342,6 +344,7 @@ def _security_opts(values: list[str]) -> list[str]:
 def apply(p: CommandParser, args: Any, body: dict[str, Any]) -> None:
     """Fill the create body from the flags above (and check what the docker CLI checks before sending)."""
     hc: dict[str, Any] = body.setdefault("HostConfig", {})
+    health_options.apply(p, args, body)
     body["Env"] = env_list(args)
     if args.pull not in ("always", "missing", "never"):
         raise UsageError(

@@ -12,7 +12,8 @@ what it must whatever this chain accepted. Nothing of anyone else's rules or pol
 Both iptables backends are served: iptables-nft (its tables are nftables tables `ip filter`, looked up
 in-process, 0.1 ms) and iptables-legacy (where its `filter` table is loaded, /proc/net/ip_tables_names).
 The rules are rewritten when our set of bridges changes, and the jump put back at the next change of
-ours if something (a firewall reload, a daemon that started after us) removed it.
+ours (a container's start, say) if something (a firewall reload, a daemon that started after us) removed
+it: checked in-process for the nft backend, by one `iptables-legacy -C` where a legacy table is loaded.
 
 Not covered: firewalld's own nftables table, whose forward chain rejects what no zone allows (netavark
 asks firewalld over D-Bus to add the bridges to its trusted zone); IPv6 (no IPv6 networks yet).
@@ -75,7 +76,7 @@ class _Backend:
         )
 
     def install(self, chain: str, devices: list[str]) -> None:
-        restore = self.command.replace("iptables", "iptables-restore", 1)
+        restore = self.command + "-restore"  # iptables-nft-restore, iptables-legacy-restore
         done = subprocess.run(
             [restore, "-w", "--noflush"],
             input=restore_input(chain, devices),
@@ -129,7 +130,10 @@ class ForwardAccepts:
             if forward is None:
                 self._applied.pop(backend.name, None)
                 continue
-            jumps = backend.nft is None or f"jump {self.chain}" in forward
+            if backend.nft is not None:
+                jumps = f"jump {self.chain}" in forward
+            else:  # legacy rules cannot be listed in-process: asked of iptables-legacy (~4 ms)
+                jumps = backend.run("-w", "-C", "FORWARD", "-j", self.chain).returncode == 0
             if self._applied.get(backend.name) == wanted and jumps:
                 continue
             try:

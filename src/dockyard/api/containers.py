@@ -17,6 +17,7 @@ from ..logs.jsonfile import format_time
 from ..runtime import shim_protocol
 from ..units import parse_time
 from .errors import BadRequest
+from .hijack import DETACHED, Hijacked, copy_streams, hijack, watched_keys
 from .http import json_body, json_response, query_bool, query_filters, query_int, query_size
 from .routing import Route, daemon_of
 
@@ -166,102 +167,10 @@ def _log_frames(batch: list[tuple[str, int, bytes]], tty: bool, timestamps: bool
     return b"".join(parts)
 
 
-class _Hijacked(asyncio.Protocol):
-    """The client's connection once attach took it over from aiohttp: bytes both ways, half-close kept."""
-
-    def __init__(self, response: web.StreamResponse, transport: asyncio.Transport, previous: Any):
-        self.response = response  # the prepared 101: what the handler returns
-        self.transport = transport
-        self.previous = previous  # aiohttp's protocol: told when the connection is gone
-        self.reader = asyncio.StreamReader()
-        self.closed = asyncio.get_running_loop().create_future()
-        self._can_write = asyncio.Event()
-        self._can_write.set()
-
-    def data_received(self, data: bytes) -> None:
-        self.reader.feed_data(data)
-
-    def eof_received(self) -> bool:
-        self.reader.feed_eof()
-        return True  # keep our side open: the output still flows
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self.reader.feed_eof()
-        self._can_write.set()
-        if not self.closed.done():
-            self.closed.set_result(None)
-        with contextlib.suppress(Exception):
-            self.previous.connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        self._can_write.clear()
-
-    def resume_writing(self) -> None:
-        self._can_write.set()
-
-    async def write(self, data: bytes) -> None:
-        if self.closed.done():
-            raise ConnectionResetError("the client is gone")
-        self.transport.write(data)
-        await self._can_write.wait()
-
-
-async def _hijack(request: web.Request, content_type: str) -> _Hijacked:
-    response = web.StreamResponse(
-        status=101,
-        reason="UPGRADED",
-        headers={"Content-Type": content_type, "Connection": "Upgrade", "Upgrade": "tcp"},
-    )
-    response.force_close()
-    await response.prepare(request)
-    await response.drain()
-    transport = request.transport
-    protocol = request.protocol
-    if transport is None or transport.is_closing():
-        raise ConnectionResetError("the client is gone")
-    tail = bytes(getattr(protocol, "_message_tail", b"") or b"")  # what came after the request
-    with contextlib.suppress(AttributeError):
-        protocol._message_tail = b""
-    hijacked = _Hijacked(response, transport, protocol)
-    transport.set_protocol(hijacked)
-    if tail:
-        hijacked.reader.feed_data(tail)
-    with contextlib.suppress(Exception):
-        transport.resume_reading()
-    return hijacked
-
-
-async def _copy_streams(
-    client: _Hijacked, shim_reader: asyncio.StreamReader, shim_writer: asyncio.StreamWriter, stdin: bool
-) -> None:
-    """A shim's stream (attach, exec) to the hijacked client and the client's input to it, until the shim
-    ends the stream or the client goes."""
-
-    async def output() -> None:
-        while chunk := await shim_reader.read(65536):
-            await client.write(chunk)
-
-    async def input_() -> None:
-        while chunk := await client.reader.read(65536):
-            if stdin:
-                shim_writer.write(chunk)
-                await shim_writer.drain()
-        if stdin and not client.closed.done():
-            shim_writer.write_eof()  # the client half-closed: the process's stdin ends (StdinOnce)
-
-    out_task = asyncio.create_task(output())
-    in_task = asyncio.create_task(input_())
-    try:
-        await asyncio.wait({out_task, client.closed}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (out_task, in_task):
-            task.cancel()
-        for task in (out_task, in_task):
-            with contextlib.suppress(BaseException):
-                await task
-
-
-async def _bridge(client: _Hijacked, state_dir: str, stdin: bool, stdout: bool, stderr: bool) -> None:
+async def _bridge(
+    client: Hijacked, c: Any, state_dir: str, stdin: bool, stdout: bool, stderr: bool, keys: bytes
+) -> str:
+    """The attach's stream from the shim, until it ends (hijack.copy_streams: why it ended)."""
     sock = await asyncio.to_thread(shim_protocol.connect, state_dir, 10.0)
     sock.setblocking(False)
     shim_reader, shim_writer = await asyncio.open_unix_connection(sock=sock, limit=1 << 20)
@@ -272,7 +181,19 @@ async def _bridge(client: _Hijacked, state_dir: str, stdin: bool, stdout: bool, 
         reply = json.loads(await shim_reader.readline() or b"{}")
         if not reply.get("ok"):
             raise ConnectionError(reply.get("error") or "the shim refused the attach")
-        await _copy_streams(client, shim_reader, shim_writer, stdin)
+        # as dockerd: no stdin without OpenStdin; with a terminal the input is watched for the detach keys,
+        # and its end ends the attach unless it closes the container's stdin (StdinOnce, no terminal)
+        tty = bool(c.config.get("Tty"))
+        stdin = stdin and bool(c.config.get("OpenStdin"))
+        stdin_once = bool(c.config.get("StdinOnce"))
+        return await copy_streams(
+            client,
+            shim_reader,
+            shim_writer,
+            stdin,
+            detach_keys=keys if tty else b"",
+            eof_ends=tty or not stdin_once,
+        )
     finally:
         shim_writer.close()
         with contextlib.suppress(Exception):
@@ -282,18 +203,34 @@ async def _bridge(client: _Hijacked, state_dir: str, stdin: bool, stdout: bool, 
 async def attach(request: web.Request) -> web.StreamResponse:
     """The connection hijack: 101, then raw bytes both ways (dockerd's /containers/{id}/attach). Before
     the container starts (docker run attaches first) it waits for the start, and the start has the shim
-    hold the output until this attach reaches it (ContainerService.attach_pending)."""
-    service = daemon_of(request).containers
+    hold the output until this attach reaches it (ContainerService.attach_pending). The detach keys
+    (`detachKeys`, else daemon.json's `detach-keys`, else ctrl-p,ctrl-q) end it, the container runs on."""
+    daemon = daemon_of(request)
+    spec = request.query.get("detachKeys", "")
+    try:
+        keys = watched_keys(spec, daemon.config.detach_keys)
+    except ValueError:  # dockerd answers this one on the hijacked connection, as plain text
+        return web.Response(
+            status=400,
+            body=f"Invalid detach keys ({spec}) provided\r\n".encode(),
+            content_type="application/vnd.docker.raw-stream",
+        )
+    service = daemon.containers
     c = service.get(request.match_info["id"])
     stdin, stdout, stderr = (query_bool(request, k) for k in ("stdin", "stdout", "stderr"))
     tty = bool(c.config.get("Tty"))
     content_type = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
     async with service.attach_pending(c.id):
         try:
-            client = await _hijack(request, content_type)
+            client = await hijack(request, content_type)
         except (ConnectionError, RuntimeError):
             return web.Response(status=499)
         try:
+            if query_bool(request, "logs"):  # what was logged first, as dockerd (then the live stream)
+                async for batch in service.logs(c.id, stdout=stdout, stderr=stderr):
+                    await client.write(_log_frames(batch, tty, False))
+            if request.query.get("stream", "1") in ("0", "false", "False"):
+                return client.response
             if not c.running:
                 started = asyncio.ensure_future(service.wait_started(c.id))
                 await asyncio.wait({started, client.closed}, return_when=asyncio.FIRST_COMPLETED)
@@ -301,8 +238,9 @@ async def attach(request: web.Request) -> web.StreamResponse:
                     started.cancel()
                     return client.response
                 started.result()
-            if request.query.get("stream", "1") not in ("0", "false", "False"):
-                await _bridge(client, service.shim_dir(c), stdin, stdout, stderr)
+            ended = await _bridge(client, c, service.shim_dir(c), stdin, stdout, stderr, keys)
+            if ended == DETACHED:
+                service.events.emit("container", "detach", c.id, image=c.image, name=c.name)
         except (ContainerError, OSError, shim_protocol.ShimError, ValueError) as e:
             log.debug("attach %s: %s", c.id, e)
         finally:

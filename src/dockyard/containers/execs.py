@@ -8,11 +8,13 @@ shim, which outlives the daemon.
 
 from __future__ import annotations
 
+import base64
 import copy
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..detachkeys import to_bytes
 from ..runtime.spec import (
     DEFAULT_PATH_ENV,
     SpecError,
@@ -30,7 +32,9 @@ KEEP_ENDED = 300.0
 
 
 class ExecConfigError(ValueError):
-    pass
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass
@@ -47,7 +51,7 @@ class ExecRecord:
     open_stdin: bool = False
     open_stdout: bool = False
     open_stderr: bool = False
-    detach_keys: str = ""
+    detach_keys: str = ""  # as given (checked at create); "" for the daemon's default
     running: bool = False
     started: bool = False
     exit_code: int | None = None
@@ -94,7 +98,8 @@ class ExecRecord:
             "OpenStdout": self.open_stdout,
             "CanRemove": self.can_remove,
             "ContainerID": self.container_id,
-            "DetachKeys": self.detach_keys,
+            # dockerd's []byte of the keys given, hence base64 in JSON
+            "DetachKeys": base64.b64encode(to_bytes(self.detach_keys) if self.detach_keys else b"").decode(),
             "Pid": self.pid,
         }
 
@@ -112,6 +117,12 @@ def new_exec(container_id: str, body: dict[str, Any]) -> ExecRecord:
     cmd = _strings(body.get("Cmd"), "Cmd")
     if not cmd:
         raise ExecConfigError("No exec command specified")
+    detach_keys = str(_go_field(body, "DetachKeys") or "")  # docker-py sends it as `detachKeys`
+    if detach_keys:
+        try:
+            to_bytes(detach_keys)
+        except ValueError:  # dockerd's wording and status (a plain error) for exec's keys
+            raise ExecConfigError(f"Invalid escape keys ({detach_keys}) provided", 500) from None
     return ExecRecord(
         id=generate_id(),
         container_id=container_id,
@@ -125,9 +136,17 @@ def new_exec(container_id: str, body: dict[str, Any]) -> ExecRecord:
         open_stdin=bool(body.get("AttachStdin")),
         open_stdout=bool(body.get("AttachStdout")),
         open_stderr=bool(body.get("AttachStderr")),
-        detach_keys=str(body.get("DetachKeys") or ""),
+        detach_keys=detach_keys,
         console_size=_console_size(body.get("ConsoleSize")),
     )
+
+
+def _go_field(body: dict[str, Any], name: str) -> Any:
+    """A field as Go's encoding/json finds it: the exact key, else one that differs only in case."""
+    if name in body:
+        return body[name]
+    folded = name.casefold()
+    return next((v for k, v in body.items() if k.casefold() == folded), None)
 
 
 def _console_size(value: Any) -> tuple[int, int] | None:

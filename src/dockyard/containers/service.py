@@ -1551,7 +1551,7 @@ class ContainerService:
         try:
             record = new_exec(c.id, body)
         except ExecConfigError as e:
-            raise ContainerError(str(e), 400) from None
+            raise ContainerError(str(e), e.status) from None
         try:  # dockerd gives an exec the links' variables too (the container's own env wins over them)
             own = {e.partition("=")[0] for e in c.config.get("Env") or []}
             record.env = [e for e in self.links.env(c) if e.partition("=")[0] not in own] + record.env
@@ -1601,11 +1601,12 @@ class ContainerService:
         return process, seccomp
 
     async def exec_start(
-        self, exec_id: str, *, detach: bool
+        self, exec_id: str, *, detach: bool, mux: bool | None = None
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
         """Start the exec's process through the container's shim. Attached: the shim connection that carries
-        its stream (see shim_protocol), closed by the shim once the process has exited and its output is
-        sent. Raises ExecStartFailed when the process could not be started (its record then says 126)."""
+        its stream (see shim_protocol; framed when `mux`, by default without a TTY), closed by the shim once
+        the process has exited and its output is sent. Raises ExecStartFailed when the process could not be
+        started (its record then says 126)."""
         record = self.exec_check_start(exec_id)
         c = self._running_for_exec(record.container_id)
         record.started = record.running = True
@@ -1630,6 +1631,7 @@ class ContainerService:
                 "stdout": record.open_stdout,
                 "stderr": record.open_stderr,
                 "detach": detach,
+                "mux": not record.tty if mux is None else mux,
             }
             try:
                 sock = await asyncio.to_thread(shim_connect, str(self._state_dir(c)), 10.0)

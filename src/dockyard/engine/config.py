@@ -1,7 +1,8 @@
 """Daemon configuration: defaults, then daemon.json, then command-line flags (flags win).
 
 Keys are named as in dockerd's daemon.json so a Docker user's file works unchanged. Keys dockerd knows
-but Dockyard does not act on yet are accepted and kept; unknown keys are an error, as in dockerd.
+but Dockyard does not act on yet are accepted and kept; unknown keys are an error, as in dockerd. Dockyard's
+own keys (`DOCKYARD_KEYS`): `detach-keys`, the default detach keys of attach and exec.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..detachkeys import to_bytes
 
 DEFAULT_HOST = "unix:///var/run/dockyard.sock"
 DEFAULT_DATA_ROOT = "/var/lib/dockyard"
@@ -38,6 +41,8 @@ KNOWN_DOCKERD_KEYS = frozenset(
     tlscacert tlscert tlskey tlsverify userland-proxy userland-proxy-path userns-remap
     """.split()
 )
+# Dockyard's own directives, beside dockerd's
+DOCKYARD_KEYS = frozenset({"detach-keys"})
 
 
 # daemon.json directives for a daemon that changes nothing of the host's network: no default bridge, no
@@ -88,6 +93,7 @@ class DaemonConfig:
     storage_driver: str = ""
     shutdown_timeout: int = 15
     seccomp_profile: str = ""  # "" = the built-in profile, "unconfined", or a profile file's path
+    detach_keys: str = ""  # the daemon's default for attach and exec ("" = ctrl-p,ctrl-q)
     config_file: str = DEFAULT_CONFIG_FILE
     # Known dockerd directives that Dockyard does not act on (yet), kept as given.
     extra: dict[str, Any] = field(default_factory=dict)
@@ -179,6 +185,15 @@ def _added_runtimes(key: str, value: Any) -> dict[str, RuntimeConfig]:
     return _runtimes(key, specs)
 
 
+def _detach_keys(key: str, value: Any) -> str:
+    spec = _str(key, value)
+    try:
+        to_bytes(spec)
+    except ValueError as e:
+        raise ValueError(f'invalid "{key}" ({spec}): {e}') from None
+    return spec
+
+
 def _pools(key: str, value: Any) -> list[AddressPool]:
     if not isinstance(value, list):
         raise ValueError(f'"{key}" must be a list of {{"base": CIDR, "size": N}}')
@@ -220,6 +235,7 @@ FIELD_BY_KEY: dict[str, tuple[str, Any]] = {
     "storage-driver": ("storage_driver", _str),
     "shutdown-timeout": ("shutdown_timeout", _positive_int),
     "seccomp-profile": ("seccomp_profile", _str),
+    "detach-keys": ("detach_keys", _detach_keys),
 }
 
 
@@ -242,7 +258,7 @@ def read_config_file(path: str, required: bool) -> dict[str, Any]:
         raise ConfigError(f"{prefix}: invalid JSON: {e.msg} (line {e.lineno}, column {e.colno})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix}: the file must hold a JSON object")
-    unknown = sorted(k for k in data if k not in KNOWN_DOCKERD_KEYS)
+    unknown = sorted(k for k in data if k not in KNOWN_DOCKERD_KEYS and k not in DOCKYARD_KEYS)
     if unknown:
         raise ConfigError(
             f"{prefix}: the following directives don't match any configuration option: {', '.join(unknown)}"

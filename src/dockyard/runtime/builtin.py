@@ -17,7 +17,8 @@ Synchronisation is one SOCK_SEQPACKET socketpair (close-on-exec on the container
   caller → intermediate: "go" once the intermediate is in the container's cgroups, so that init and
             everything it forks are in them before any user code runs, and a new cgroup namespace (unshared
             after joining) is rooted at the container's cgroup;
-  intermediate → caller: {"pid": N} (init's pid in the caller's PID namespace) or {"error": ...};
+  intermediate → caller: {"pid": N} (init's pid in the caller's PID namespace) or {"error": ...}; init's
+            own messages, on the same socket, may come before it;
   init → caller: {"pty": true} with the terminal's master fd (SCM_RIGHTS), then {"exec": true} right
             before execve, then either an {"error": ...} (execve failed) or end-of-file: execve succeeded
             and closed init's end.
@@ -806,6 +807,9 @@ def _launch(
     pidfd: int | None = None
     pty_master: int | None = None
     intermediate_reaped = False
+    # what init (or the exec'd process) said before the intermediate's pid came: they share the socket,
+    # and an exec's child sends its terminal right after the fork, sometimes first
+    early: list[tuple[dict[str, Any], list[int]]] = []
     try:
         ours.settimeout(timeout)
         try:
@@ -813,7 +817,10 @@ def _launch(
         except OSError as e:
             raise SpawnError(f"cgroup: {e.strerror or e}") from None
         ours.send(b"go")
-        message, _ = _recv(ours)
+        message, fds = _recv(ours)
+        while message is not None and "pid" not in message and "error" not in message:
+            early.append((message, fds))
+            message, fds = _recv(ours)
         os.waitpid(intermediate, 0)
         intermediate_reaped = True
         if message is None:
@@ -824,7 +831,7 @@ def _launch(
         pidfd = os.pidfd_open(init_pid)
         exec_reached = False
         while True:
-            message, fds = _recv(ours)
+            message, fds = early.pop(0) if early else _recv(ours)
             if message is None:
                 break
             if "error" in message:
@@ -855,7 +862,7 @@ def _launch(
         if init_pid is not None:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(init_pid, 0)
-        for fd in (pidfd, pty_master):
+        for fd in [pidfd, pty_master, *(fd for _, fds in early for fd in fds)]:
             if fd is not None:
                 os.close(fd)
         if isinstance(e, TimeoutError):

@@ -283,9 +283,10 @@ class _Exec:
     """A process exec'd in the container (docker exec): its stdio, its streaming client, its exit. Kept
     KEEP_ENDED after its end, so that its exit code can be asked for by id after it is gone."""
 
-    def __init__(self, exec_id: str, tty: bool):
+    def __init__(self, exec_id: str, tty: bool, mux: bool):
         self.id = exec_id
         self.tty = tty
+        self.mux = mux  # its stream framed (Docker's stdout/stderr frames) or raw, as its start asked
         self.pid = 0
         self.pty_master: int | None = None
         self.stdin_fd: int | None = None  # our end of its stdin (a dup of the pty master with a tty)
@@ -673,6 +674,7 @@ class _Shim:
                 self._watch_outputs()
             wanted = ((STDOUT, req.get("stdout", True)), (STDERR, req.get("stderr", True)))
             client.streams = {s for s, on in wanted if on}
+            client.wants_stdin = bool(req.get("stdin")) and self.stdin_fd is not None
             if req.get("stdin") and self.stdin_fd is not None and self.stdin_owner is None:
                 self.stdin_owner = client
             return {"ok": True, "tty": self.tty}
@@ -713,6 +715,9 @@ class _Shim:
             self._set_reading(owner, not proc.stdin_pending)
 
     def _stdin_eof(self, client: _Client) -> None:
+        if client.wants_stdin and (self.tty or not self.config.stdin_once):
+            self._drop(client)  # as dockerd: the end of its input ends this attach; the stdin stays open
+            return
         self._set_reading(client, False)  # half-closed: it still gets the output
         if client is self.stdin_owner:
             self._release_stdin()
@@ -811,7 +816,8 @@ class _Shim:
         ex = client.exec
         if ex is not None and ex.client is client:  # the exec runs on, its output now dropped
             ex.client = None
-            self._close_stdin(ex)
+            if not ex.tty:  # its stdin ends with its client; a terminal's stays open (a detach)
+                self._close_stdin(ex)
         for ex in self.execs.values():
             if client in ex.waiters:
                 ex.waiters.remove(client)
@@ -858,7 +864,7 @@ class _Shim:
         for old in [e for e in self.execs.values() if e.done and now - (e.exited_at or now) > KEEP_ENDED]:
             del self.execs[old.id]
         tty, detach = bool(req.get("tty")), bool(req.get("detach"))
-        ex = _Exec(exec_id, tty)
+        ex = _Exec(exec_id, tty, bool(req.get("mux", not tty)))
         theirs: list[int] = []
         try:
             null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
@@ -925,7 +931,7 @@ class _Shim:
         client = ex.client
         if client is not None:  # exec output goes to its client only, never to the container's log
             stream = ex.outputs[fd]
-            self._send(client, data if ex.tty else struct.pack(">BxxxI", stream, len(data)) + data)
+            self._send(client, struct.pack(">BxxxI", stream, len(data)) + data if ex.mux else data)
 
     def _exec_close_output(self, ex: _Exec, fd: int) -> None:
         self.sel.unregister(fd)
@@ -936,6 +942,9 @@ class _Shim:
 
     def _exec_input(self, ex: _Exec, data: bytes) -> None:
         client = ex.client
+        if not data and ex.tty and ex.stdin_fd is not None and client is not None:
+            self._drop(client)  # with a terminal, the end of the input ends the stream (dockerd's detach)
+            return
         if not data:  # the client half-closed: the exec's stdin ends (dockerd closes it), output flows on
             if client is not None:
                 self._set_reading(client, False)

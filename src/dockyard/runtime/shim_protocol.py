@@ -27,15 +27,23 @@ answers one JSON line, `{"ok": true, ...}` or `{"error": "..."}`:
                                                 zero bytes, big-endian length) and raw with one; what the
                                                 client sends goes to the container's stdin if it asked for
                                                 stdin and is the first to do so. The shim closes the
-                                                connection after the container's last output.
+                                                connection after the container's last output. The end of
+                                                a stdin client's input (its half-close) closes the
+                                                container's stdin with StdinOnce and no terminal (the
+                                                output goes on); otherwise it ends that attach, as
+                                                dockerd's: the connection is closed, the stdin stays open.
     {"op": "exec", "id": "<exec id>", "process": {OCI process}, "seccomp": {linux.seccomp} | null,
-     "tty": b, "stdin": b, "stdout": b, "stderr": b, "detach": b}
+     "tty": b, "stdin": b, "stdout": b, "stderr": b, "detach": b, "mux": b}
                                              -> {"ok", "pid", "tty"} or {"error", "exit_code"} (it could not
                                                 be started: 126/127 as for a container, else null). Unless
-                                                detached, the connection then carries the exec's stream as
-                                                attach does (its stdin ends with the client's half-close) and
-                                                is closed once the exec has exited and its output is sent;
-                                                detached, it is closed at once and the output discarded.
+                                                detached, the connection then carries the exec's stream,
+                                                framed as attach's when `mux` (default: without a tty), else
+                                                raw (dockerd frames it as the start request asks, whatever
+                                                the exec's tty), and is closed once the exec has exited and
+                                                its output is sent; detached, it is closed at once and the
+                                                output discarded. The client's half-close ends the exec's
+                                                stdin, or with a tty (and a stdin) ends the stream as a
+                                                detach: the process runs on, its terminal open.
     {"op": "exec_state", "id": "<exec id>"}  -> {"ok", "pid", "running", "ExitCode"}
     {"op": "exec_wait", "id": "<exec id>"}   -> answered when the exec has exited and its stream ended:
                                                 {"ok", "ExitCode"}

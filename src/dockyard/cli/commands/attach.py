@@ -12,30 +12,17 @@ import sys
 import threading
 from collections.abc import Callable
 
-from ..client import ApiClient, ApiError, Response
+from ...detachkeys import DEFAULT_DETACH_KEYS, EscapeScanner, to_bytes
+from ..client import ApiClient, ApiError, Response, _error_message
 
-DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
 
-
-def parse_detach_keys(text: str) -> bytes:
-    """Docker's key sequence syntax: comma-separated keys, each one character or `ctrl-<x>` (x in a-z, @,
-    [, \\, ], ^, _)."""
-    out = bytearray()
-    for key in text.split(","):
-        low = key.strip().lower()
-        if low.startswith("ctrl-") and len(low) == 6:
-            ch = low[5]
-            if "a" <= ch <= "z":
-                out.append(ord(ch) - ord("a") + 1)
-                continue
-            if ch in "@[\\]^_":
-                out.append(ord(ch) - ord("@"))
-                continue
-        elif len(key) == 1:
-            out += key.encode()
-            continue
-        raise ValueError(f"Unknown character: '{key}'")
-    return bytes(out)
+def client_detach_keys(spec: str | None) -> bytes:
+    """The keys this end watches for, as the docker CLI: the given spec, or the default when it has none
+    or a bad one (the daemon, which watches too, refuses a bad one with its own error)."""
+    try:
+        return to_bytes(spec or DEFAULT_DETACH_KEYS)
+    except ValueError:
+        return to_bytes(DEFAULT_DETACH_KEYS)
 
 
 class AttachedStreams:
@@ -47,22 +34,27 @@ class AttachedStreams:
         self.stdin = stdin
         self.tty = tty
         self.response: Response | None = None
-        # with a terminal, as the docker CLI: this key sequence on stdin detaches (the container runs on)
-        self.detach_keys = parse_detach_keys(detach_keys or DEFAULT_DETACH_KEYS) if tty else b""
+        # with a terminal, as the docker CLI: this key sequence on stdin detaches (the container runs on);
+        # the spec goes to the daemon too (attach's detachKeys, exec's DetachKeys), which watches as well
+        self.detach_spec = detach_keys or ""
+        self.detach_keys = client_detach_keys(detach_keys) if tty else b""
         self.detached = False
 
     def connect(self) -> None:
         """POST /containers/{id}/attach with the upgrade headers; the daemon answers 101."""
+        query: dict[str, object] = {"stream": 1, "stdin": 1 if self.stdin else 0, "stdout": 1, "stderr": 1}
+        if self.detach_spec:
+            query["detachKeys"] = self.detach_spec
         response = self.client.request(
             "POST",
             f"/containers/{self.container_id}/attach",
-            {"stream": 1, "stdin": 1 if self.stdin else 0, "stdout": 1, "stderr": 1},
+            query,
             headers={"Connection": "Upgrade", "Upgrade": "tcp"},
             check=False,
         )
         if response.status != 101:
             if response.status >= 400:
-                raise ApiError(response.status, response.read().decode(errors="replace"))
+                raise ApiError(response.status, _error_message(response))
             raise ApiError(response.status, f"unexpected answer to attach: {response.status}")
         self.response = response
 
@@ -108,26 +100,18 @@ class AttachedStreams:
                 signal.signal(signal.SIGWINCH, previous)
 
     def _pump_stdin(self, sock: socket.socket) -> None:
-        keys, matched = self.detach_keys, 0  # how much of the key sequence the last bytes were
+        scanner = EscapeScanner(self.detach_keys)  # the same watch as the daemon's (no keys: none)
         try:
             while data := os.read(0, 65536):
-                if keys:
-                    out = bytearray()
-                    for byte in data:
-                        if byte == keys[matched]:
-                            matched += 1
-                            if matched == len(keys):
-                                self.detached = True
-                                sock.shutdown(socket.SHUT_RDWR)  # the output pump ends; nothing more sent
-                                return
-                            continue
-                        if matched:  # a partial sequence was typed: it was input after all
-                            out += keys[:matched]
-                            matched = 0
-                        out.append(byte)
-                    data = bytes(out)
+                data, detached = scanner.feed(data)
                 if data:
                     sock.sendall(data)
+                if detached:
+                    self.detached = True
+                    sock.shutdown(socket.SHUT_RDWR)  # the output pump ends; nothing more sent
+                    return
+            if held := scanner.flush():
+                sock.sendall(held)
             sock.shutdown(1)  # half-close: the container's stdin ends
         except OSError:
             pass

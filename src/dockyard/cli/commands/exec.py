@@ -8,7 +8,7 @@ import contextlib
 import os
 import sys
 
-from ..client import ApiClient, ApiError
+from ..client import ApiClient, ApiError, _error_message
 from ..parser import CommandParser, UsageError
 from . import CommandSpec
 from .attach import AttachedStreams
@@ -123,7 +123,7 @@ class ExecStreams(AttachedStreams):
         )
         if response.status != 101:
             if response.status >= 400:
-                raise ApiError(response.status, response.read().decode(errors="replace"))
+                raise ApiError(response.status, _error_message(response))
             raise ApiError(response.status, f"unable to upgrade to tcp, received {response.status}")
         self.response = response
 

@@ -138,8 +138,11 @@ class FakeNames:
     def __init__(self, table: dict[str, list[str]]) -> None:
         self.table = table
 
-    def addresses(self, container_id: str, name: str) -> list[str] | None:
-        return self.table.get(name)
+    def addresses(self, container_id: str, name: str, v6: bool = False) -> list[str] | None:
+        found = self.table.get(name)
+        if found is None or not v6:
+            return found
+        return self.table.get(name + "/6", [])
 
     def reverse(self, container_id: str, address: str) -> str | None:
         return "web.front" if address == "10.1.0.3" else None
@@ -157,6 +160,10 @@ def test_local_answers() -> None:
         nodata = local_reply(names, "c", _query("web", qtype), False, 512)
         assert nodata is not None and _header(nodata)[3] == 0 and _header(nodata)[1] & 0xF == 0
     assert local_reply(names, "c", _query("example.org"), False, 512) is None  # forwarded
+    names.table["web6"], names.table["web6/6"] = ["10.1.0.4"], ["fd00::4"]
+    six = local_reply(names, "c", _query("web6", TYPE_AAAA), False, 512)
+    assert six is not None and _header(six)[3] == 1
+    assert six.endswith(socket.inet_pton(socket.AF_INET6, "fd00::4"))
     ptr = local_reply(names, "c", _query("3.0.1.10.in-addr.arpa", TYPE_PTR), False, 512)
     assert ptr is not None and _header(ptr)[3] == 1 and b"\x03web\x05front\x00" in ptr
     assert local_reply(names, "c", _query("4.0.1.10.in-addr.arpa", TYPE_PTR), False, 512) is None

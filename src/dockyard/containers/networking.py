@@ -16,6 +16,8 @@ from .store import ZERO_TIME, Container
 if TYPE_CHECKING:
     from ..network.service import NetworkService
 
+_V6_KEYS = ("IPv6Gateway", "GlobalIPv6Address", "GlobalIPv6PrefixLen")
+
 HOSTS_HEADER = (
     "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
     "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
@@ -194,6 +196,7 @@ class ContainerNetworking:
             list((c.config.get("ExposedPorts") or {}).keys()),
             c.host_config.get("PortBindings") or {},
             bool(c.host_config.get("PublishAllPorts")),
+            ipv6=self.networks.networks[networks[0][0]].enable_ipv6,
         )
         try:
             return self.networks.attach(Attachment(c.id, c.name, networks, requests, hostname, dns=dns))
@@ -249,6 +252,8 @@ class ContainerNetworking:
         lines += links or []
         address = box.endpoints[0].address if box and box.endpoints else "127.0.0.1"
         lines.append(f"{address}\t{hostname}\n")
+        if box and box.endpoints and box.endpoints[0].address6:  # libnetwork's record of the IPv6 one too
+            lines.append(f"{box.endpoints[0].address6}\t{hostname}\n")
         return "".join(lines)
 
     def resolv_conf(self, c: Container, box: Sandbox | None) -> str:
@@ -304,18 +309,17 @@ class ContainerNetworking:
                 "Gateway": ep.gateway if ep else "",
                 "IPAddress": ep.address if ep else "",
                 "IPPrefixLen": ep.prefix if ep else 0,
-                "IPv6Gateway": "",
-                "GlobalIPv6Address": "",
-                "GlobalIPv6PrefixLen": 0,
+                "IPv6Gateway": ep.gateway6 if ep else "",
+                "GlobalIPv6Address": ep.address6 if ep else "",
+                "GlobalIPv6PrefixLen": ep.prefix6 if ep else 0,
                 "MacAddress": ep.mac if ep else "",
                 "DriverOpts": None,
             }
             endpoint_options.show(shown, settings, ep.mac if ep else "")
             networks[name] = shown
             if name == "bridge" and ep:
-                top = {
-                    k: shown[k] for k in ("EndpointID", "Gateway", "IPAddress", "IPPrefixLen", "MacAddress")
-                }
+                keys = ("EndpointID", "Gateway", "IPAddress", "IPPrefixLen", "MacAddress", *_V6_KEYS)
+                top = {k: shown[k] for k in keys}
         if not networks and network_mode(c.host_config) in ("host", "none") and self.networks is not None:
             mode = network_mode(c.host_config)
             try:
@@ -342,11 +346,11 @@ class ContainerNetworking:
             "SecondaryIPv6Addresses": None,
             "EndpointID": top.get("EndpointID", ""),
             "Gateway": top.get("Gateway", ""),
-            "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0,
+            "GlobalIPv6Address": top.get("GlobalIPv6Address", ""),
+            "GlobalIPv6PrefixLen": top.get("GlobalIPv6PrefixLen", 0),
             "IPAddress": top.get("IPAddress", ""),
             "IPPrefixLen": top.get("IPPrefixLen", 0),
-            "IPv6Gateway": "",
+            "IPv6Gateway": top.get("IPv6Gateway", ""),
             "MacAddress": top.get("MacAddress", ""),
             "Networks": networks,
         }

@@ -43,6 +43,8 @@ NLA_F_NESTED = 0x8000
 IFA_ADDRESS = 1
 IFA_LOCAL = 2
 IFA_BROADCAST = 4
+IFA_FLAGS = 8
+IFA_F_NODAD = 0x02
 
 RTA_DST = 1
 RTA_OIF = 4
@@ -292,6 +294,26 @@ class RtNetlink:
         except NetlinkError as e:
             if e.errno != errno.EEXIST:
                 raise
+
+    def add_address6(self, index: int, interface: ipaddress.IPv6Interface) -> None:
+        """An IPv6 address without duplicate address detection (usable at once, as libnetwork's nodad)."""
+        body = (
+            _IFADDRMSG.pack(socket.AF_INET6, interface.network.prefixlen, IFA_F_NODAD, 0, index)
+            + _attr(IFA_LOCAL, interface.ip.packed)
+            + _attr(IFA_ADDRESS, interface.ip.packed)
+            + _u32(IFA_FLAGS, IFA_F_NODAD)
+        )
+        try:
+            self.request(RTM_NEWADDR, body, NLM_F_CREATE | NLM_F_EXCL)
+        except NetlinkError as e:
+            if e.errno != errno.EEXIST:
+                raise
+
+    def add_default_route6(self, gateway: str) -> None:
+        body = _RTMSG.pack(
+            socket.AF_INET6, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST, 0
+        ) + _attr(RTA_GATEWAY, ipaddress.IPv6Address(gateway).packed)
+        self.request(RTM_NEWROUTE, body, NLM_F_CREATE | NLM_F_EXCL)
 
     def addresses(self, index: int) -> list[ipaddress.IPv4Interface]:
         out = []

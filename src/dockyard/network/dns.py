@@ -8,8 +8,9 @@ gone, so one thread of the daemon's serves every container's sockets (epoll). Th
 sandbox and closed at its release (before its namespace is let go: a socket holds its namespace), and made
 again for running containers when the daemon restarts (`attach` from the network service's `recover`).
 
-Answers: A records for the names of `names.ContainerNames` (NOERROR without records for AAAA and MX of such a
-name: the containers have no IPv6 address), PTR for their addresses; anything else goes to the container's
+Answers: A records for the names of `names.ContainerNames`, AAAA records for their IPv6 addresses (on
+EnableIPv6 networks; NOERROR without records for AAAA of a name without one, and for MX), PTR for their IPv4
+addresses; anything else goes to the container's
 forwarders (resolvconf.py), over the protocol it came by, three at most, the next one after a failure, a
 SERVFAIL/REFUSED or a non-authoritative NXDOMAIN (dockerd's rules); a forwarder is asked from the container's
 namespace (its own route out, as dockerd's) or, for the host's loopback resolvers, from the host's. NXDOMAIN
@@ -51,7 +52,7 @@ PTR_SUFFIX = ".in-addr.arpa"
 
 
 class Names(Protocol):
-    def addresses(self, container_id: str, name: str) -> list[str] | None: ...
+    def addresses(self, container_id: str, name: str, v6: bool = False) -> list[str] | None: ...
 
     def reverse(self, container_id: str, address: str) -> str | None: ...
 
@@ -149,8 +150,11 @@ def local_reply(names: Names, container_id: str, packet: bytes, ndots_set: bool,
     _ident, _flags, name, qtype, _end = parse_question(packet)
     key = name.rstrip(".").lower()
     if qtype in (TYPE_A, TYPE_AAAA, TYPE_MX):
-        found = names.addresses(container_id, key)
+        found = names.addresses(container_id, key, v6=qtype == TYPE_AAAA)
         if found is not None:
+            if qtype == TYPE_AAAA:
+                records = [_record(TYPE_AAAA, socket.inet_pton(socket.AF_INET6, a)) for a in found]
+                return reply(packet, records, 0, limit)
             return answer(packet, found if qtype == TYPE_A else None, limit=limit)
     elif qtype == TYPE_PTR:
         address = ptr_address(key)

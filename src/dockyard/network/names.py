@@ -52,8 +52,9 @@ class ContainerNames:
         nets = (self.service.networks.get(ep.network_id) for ep in box.endpoints)
         return [n for n in nets if n is not None and n.dns]
 
-    def addresses(self, container_id: str, name: str) -> list[str] | None:
-        """The IPv4 addresses of `name` as the container sees it; None when it is no container's name."""
+    def addresses(self, container_id: str, name: str, v6: bool = False) -> list[str] | None:
+        """The IPv4 addresses of `name` as the container sees it (or its IPv6 ones: `v6`, maybe none); None
+        when it is no container's name."""
         with self.service._lock:
             networks = self._networks(container_id)
             asker = self.service.sandboxes.get(container_id)
@@ -65,13 +66,14 @@ class ContainerNames:
                         continue
                     # a link alias of the asker's endpoint stands for another name there (linkalias.py)
                     lookup = (link_target(asker, net.id, wanted) if asker else None) or wanted
-                    found = [
-                        ep.address
+                    eps = [
+                        ep
                         for box in self.service.sandboxes.values()
                         for ep in box.endpoints
                         if ep.network_id == net.id and lookup in _names(box, ep.aliases)
                     ]
-                    if found:
+                    if eps:
+                        found = [e.address6 for e in eps if e.address6] if v6 else [e.address for e in eps]
                         random.shuffle(found)
                         return found
         return None

@@ -4,6 +4,7 @@ the kernel's DNAT forwards it to the container."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import socket
@@ -71,8 +72,12 @@ def _host_ports(text: str) -> tuple[int, int]:
     return (first, last) if first else (0, 0)
 
 
-def requests_for(exposed: list[str], bindings: dict[str, Any], publish_all: bool) -> list[PortRequest]:
-    """What a container asks to publish: its bindings, then (-P) every other exposed port."""
+def requests_for(
+    exposed: list[str], bindings: dict[str, Any], publish_all: bool, ipv6: bool = False
+) -> list[PortRequest]:
+    """What a container asks to publish: its bindings, then (-P) every other exposed port. With an IPv6
+    address (`ipv6`), as dockerd 20.10: IPv6 host addresses too, and a binding to every address is made
+    twice, 0.0.0.0 and ::."""
     out: list[PortRequest] = []
     for key in sorted(bindings or {}, key=lambda k: split_port(k)):
         port, proto = split_port(key)
@@ -83,24 +88,31 @@ def requests_for(exposed: list[str], bindings: dict[str, Any], publish_all: bool
                     address = ipaddress.ip_address(host_ip)
                 except ValueError:
                     raise PortError(f"invalid host IP address: {host_ip}", 400) from None
+                if address.version == 6 and ipv6:
+                    out.append(PortRequest(proto, port, str(address), _host_ports(_port_text(binding))))
+                    continue
                 if address.version == 6 and not address.is_unspecified:
                     raise PortError(
                         f"IPv6 host addresses are not supported for published ports: {host_ip}", 400
                     )
                 if address.version == 6:
                     continue  # "[::]": the IPv4 mapping of the same port serves it
-            out.append(
-                PortRequest(
-                    proto, port, host_ip or "0.0.0.0", _host_ports(str((binding or {}).get("HostPort") or ""))
-                )
-            )
+            out.append(PortRequest(proto, port, host_ip or "0.0.0.0", _host_ports(_port_text(binding))))
+            if ipv6 and host_ip in ("", "0.0.0.0"):
+                out.append(PortRequest(proto, port, "::", _host_ports(_port_text(binding))))
     if publish_all:
         bound = {(r.container_port, r.proto) for r in out}
         for key in sorted(exposed, key=lambda k: split_port(k)):
             port, proto = split_port(key)
             if (port, proto) not in bound:
                 out.append(PortRequest(proto, port, "0.0.0.0", (0, 0)))
+                if ipv6:
+                    out.append(PortRequest(proto, port, "::", (0, 0)))
     return out
+
+
+def _port_text(binding: dict[str, Any] | None) -> str:
+    return str((binding or {}).get("HostPort") or "")
 
 
 _SOCK_TYPES = {"tcp": socket.SOCK_STREAM, "udp": socket.SOCK_DGRAM, "sctp": socket.SOCK_SEQPACKET}
@@ -112,15 +124,23 @@ class PortHolder:
 
     def __init__(self) -> None:
         self.sockets: list[socket.socket] = []
+        self.v6: dict[tuple[str, str, int], socket.socket] = {}  # IPv6 ones (their proxies, proxy6.py)
 
     def close(self) -> None:
+        for sock in self.v6.values():  # wakes a proxy's accept
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self.v6.clear()
         for sock in self.sockets:
             sock.close()
         self.sockets.clear()
 
     def bind(self, proto: str, host_ip: str, port: int) -> int:
-        sock = socket.socket(socket.AF_INET, _SOCK_TYPES[proto] | socket.SOCK_CLOEXEC, _PROTOS[proto])
+        family = socket.AF_INET6 if ":" in host_ip else socket.AF_INET
+        sock = socket.socket(family, _SOCK_TYPES[proto] | socket.SOCK_CLOEXEC, _PROTOS[proto])
         try:
+            if family == socket.AF_INET6:  # beside the 0.0.0.0 one of the same port
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind((host_ip, port))
             if proto == "tcp":
                 # listening shows the port as the daemon's in `ss -ltnp` (as docker-proxy does); DNAT
@@ -130,6 +150,8 @@ class PortHolder:
             sock.close()
             raise
         self.sockets.append(sock)
+        if family == socket.AF_INET6:
+            self.v6[(proto, host_ip, sock.getsockname()[1])] = sock
         return sock.getsockname()[1]
 
 
@@ -194,6 +216,9 @@ def reserve(
             what = "address already in use"
             if error is not None and error.errno != errno.EADDRINUSE:
                 what = error.strerror or str(error)
+            if ":" in req.host_ip:
+                where = f"[{req.host_ip}]:{shown}"
+                raise PortError(f"Error starting userland proxy: listen {req.proto}6 {where}: bind: {what}")
             raise PortError(
                 f"Error starting userland proxy: listen {req.proto}4 {req.host_ip}:{shown}: bind: {what}"
             )
@@ -201,9 +226,11 @@ def reserve(
 
 
 def _allocated(allocated: set[tuple[str, str, int]], proto: str, host_ip: str, port: int) -> bool:
-    if host_ip == "0.0.0.0":
-        return any(p == proto and n == port for p, _ip, n in allocated)
-    return (proto, host_ip, port) in allocated or (proto, "0.0.0.0", port) in allocated
+    v6 = ":" in host_ip
+    if host_ip in ("0.0.0.0", "::"):
+        return any(p == proto and n == port and (":" in ip) == v6 for p, ip, n in allocated)
+    wildcard = "::" if v6 else "0.0.0.0"
+    return (proto, host_ip, port) in allocated or (proto, wildcard, port) in allocated
 
 
 def ports_view(exposed: list[str], mappings: list[PortMapping]) -> dict[str, Any]:

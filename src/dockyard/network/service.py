@@ -27,7 +27,7 @@ from typing import Any
 from ..linux.namespaces import create_netns, enter_netns, remove_netns
 from ..linux.netlink import NetlinkError, RtNetlink, keep_bridge_address
 from ..linux.nftables import Nftables, NftablesError
-from . import firewall
+from . import firewall, firewall6, ipv6
 from .coexist import ForwardAccepts
 from .dns import DnsServer
 from .ipam import DEFAULT_POOLS, AddressPool, IpamError, allocate, choose_subnet, mac_for, parse_bip
@@ -64,6 +64,8 @@ class Network:
     aux_addresses: dict[str, str] = field(default_factory=dict)  # IPAM's AuxiliaryAddresses, never handed out
     user_ipam: bool = False  # subnet given by the user (shown as given in IPAM.Config)
     show_gateway: bool = True  # false when the user gave a subnet but no gateway: dockerd shows none
+    enable_ipv6: bool = False
+    pool6: dict[str, Any] | None = None  # its IPv6 IPAM entry (ipv6.Pool6), given or not EnableIPv6
 
     @property
     def predefined(self) -> bool:
@@ -88,6 +90,9 @@ class Endpoint:
     aliases: list[str] = field(default_factory=list)
     ipam_config: dict[str, Any] | None = None
     links: dict[str, str] = field(default_factory=dict)  # link alias -> container name (network/linkalias.py)
+    address6: str = ""  # on an EnableIPv6 network (network/ipv6.py)
+    prefix6: int = 0
+    gateway6: str = ""
 
 
 @dataclass
@@ -221,6 +226,7 @@ class NetworkService:
                 except OSError as e:
                     log.warning("container %s: host port %s:%s: %s", cid[:12], m.host_ip, m.host_port, e)
             self._holders[cid] = holder
+            ipv6.start_proxies(holder, box)
             if box.dns:
                 self.dns.attach(cid, box.netns, box.dns)
 
@@ -282,6 +288,8 @@ class NetworkService:
                 nl.set_up(index)
             subnet = ipaddress.IPv4Network(net.subnet)
             nl.add_address(index, ipaddress.IPv4Interface(f"{net.gateway}/{subnet.prefixlen}"))
+            if net.enable_ipv6 and net.pool6:
+                ipv6.bridge_address(nl, index, net.device, net.pool6)
         # connections DNAT-ed from the host's 127.0.0.1 leave through the bridge with a loopback source; the
         # table's `loopback` chain drops what containers send to (or from) 127.0.0.0/8 meanwhile. Without the
         # table (`iptables: false`, no published ports) the kernel's martian check stays as it is by default
@@ -328,15 +336,14 @@ class NetworkService:
             raise NetworkError(f'only one instance of "{driver}" network is allowed', 403)
         if driver != "bridge":
             raise NetworkError(f'plugin "{driver}" not found', 404)
-        if body.get("EnableIPv6"):
-            raise NetworkError("IPv6 networks are not supported by this daemon", 400)
         options = {k: v or "" for k, v in (body.get("Options") or {}).items()}
         ipam = body.get("IPAM") or {}
         if (ipam.get("Driver") or "default") != "default":
             raise NetworkError(f'plugin "{ipam.get("Driver")}" not found', 404)
-        configs = ipam.get("Config") or []
-        if len(configs) > 1:
-            raise NetworkError("bridge driver doesn't support multiple subnets", 403)
+        try:
+            configs, pool6 = ipv6.network_pool(self, body, ipam.get("Config") or [])
+        except ipv6.Ipv6Error as e:
+            raise NetworkError(str(e), e.status) from None
         with self._lock:
             subnet, gateway, ip_range, user_ipam = self._network_addresses(configs[0] if configs else {})
             aux = checks.aux_addresses(configs[0] if configs else {}, subnet, gateway, name)
@@ -362,6 +369,8 @@ class NetworkService:
                 aux_addresses=aux,
                 user_ipam=user_ipam,
                 show_gateway=not user_ipam or bool(configs[0].get("Gateway")),
+                enable_ipv6=bool(body.get("EnableIPv6")),
+                pool6=pool6,
             )
             try:
                 self._ensure_bridge(net)
@@ -451,7 +460,7 @@ class NetworkService:
                 "EndpointID": ep.endpoint_id,
                 "MacAddress": ep.mac,
                 "IPv4Address": f"{ep.address}/{ep.prefix}",
-                "IPv6Address": "",
+                "IPv6Address": f"{ep.address6}/{ep.prefix6}" if ep.address6 else "",
             }
         ipam_config = []
         if net.subnet:
@@ -463,13 +472,15 @@ class NetworkService:
             if net.aux_addresses:
                 entry["AuxiliaryAddresses"] = dict(net.aux_addresses)
             ipam_config.append(entry)
+        if net.pool6:
+            ipam_config.append(ipv6.ipam_entry(ipv6.Pool6(**net.pool6)))
         return {
             "Name": net.name,
             "Id": net.id,
             "Created": net.created,
             "Scope": "local",
             "Driver": net.driver,
-            "EnableIPv6": False,
+            "EnableIPv6": net.enable_ipv6,
             # dockerd: null for the predefined networks, {} (or what was given) for the user's
             "IPAM": {
                 "Driver": "default",
@@ -534,6 +545,7 @@ class NetworkService:
             self.sandboxes[cid] = box
             self._holders[cid] = holder
             self._save_sandbox(box)
+            ipv6.start_proxies(holder, box)
         try:
             self._plumb(box)
             with self._lock:
@@ -565,7 +577,11 @@ class NetworkService:
             )
         except IpamError as e:
             raise NetworkError(str(e), e.status) from None
+        address6 = ipv6.endpoint_address(self, net, ipam_config)
         return Endpoint(
+            address6=address6,
+            prefix6=ipaddress.IPv6Network(net.pool6["subnet"]).prefixlen if address6 else 0,
+            gateway6=net.pool6["gateway"] if address6 else "",
             network_id=net.id,
             endpoint_id=secrets.token_hex(32),
             address=address,
@@ -608,9 +624,13 @@ class NetworkService:
                     for local in (ep.ipam_config or {}).get("LinkLocalIPs") or []:  # libnetwork's /16
                         if ipaddress.ip_address(local).version == 4:
                             inner.add_address(index, ipaddress.IPv4Interface(f"{local}/16"))
+                    if ep.address6:
+                        inner.add_address6(index, ipaddress.IPv6Interface(f"{ep.address6}/{ep.prefix6}"))
                     inner.set_up(index)
                     if default_route and i == 0 and not net.internal:
                         inner.add_default_route(ep.gateway)
+                    if default_route and i == 0 and not net.internal and ep.address6:
+                        inner.add_default_route6(ep.gateway6)
         finally:
             os.close(ns_fd)
 
@@ -697,11 +717,14 @@ class NetworkService:
         forwards = []
         for box in self.sandboxes.values():
             if box.ports and box.endpoints:
-                forwards += [firewall.Forward(m, box.endpoints[0].address) for m in box.ports]
+                v4 = [m for m in box.ports if ":" not in m.host_ip]
+                forwards += [firewall.Forward(m, box.endpoints[0].address) for m in v4]
         if self._nft is None:
             return
+        text = firewall.render(self.table, bridges, forwards)
+        six = ipv6.firewall_text(self)  # the `table ip6` twin, while a network has IPv6
         try:
-            self._nft.run(firewall.render(self.table, bridges, forwards))
+            self._nft.run(text + six)
         except NftablesError as e:
             raise NetworkError(f"failed to program the firewall: {e}") from None
         if self._accepts is not None:
@@ -735,4 +758,5 @@ def remove_host_networking(data_root: Path | str, bridge: str = "") -> None:
     with contextlib.suppress(NftablesError):
         nft = Nftables()
         nft.run(firewall.remove(firewall.table_name(bridge)))
+        nft.run(firewall6.remove(firewall.table_name(bridge)))
         ForwardAccepts(bridge, nft).remove()

@@ -238,7 +238,14 @@ def test_published_ports_on_ipv6(docker, docker_client, names, networks) -> None
     assert {(p["IP"], p["PublicPort"]) for p in listed} == {("0.0.0.0", p2), ("::", p2)}
     shown = docker("port", every).stdout
     assert f"0.0.0.0:{p2}" in shown and f"[::]:{p2}" in shown
-    docker("rm", "-f", every, loop)
+    four = unique("v6four")
+    names.append(four)
+    p3 = _free_port()
+    assert docker("run", "-d", "--name", four, "--network", net, "-p", f"0.0.0.0:{p3}:80", "busybox", "sh",
+                  "-c", serve).returncode == 0  # fmt: skip
+    ports = inspect(docker, four)["NetworkSettings"]["Ports"]
+    assert ports == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(p3)}]}  # libnetwork: IPv4 only
+    docker("rm", "-f", every, loop, four)
     rules = __import__("subprocess").run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
     assert f"dport {p2} " not in rules and f"dport {p1} " not in rules
 
@@ -252,3 +259,37 @@ def test_ipv6_rules_go_with_the_network(docker, networks) -> None:
     assert subnet in subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
     assert docker("network", "rm", net).returncode == 0
     assert subnet not in subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
+
+
+def test_default_bridge_fixed_cidr_v6(workdir, registry) -> None:
+    """daemon.json's ipv6 and fixed-cidr-v6: the default bridge's EnableIPv6 and IPv6 pool, each container's
+    address made of the prefix and its MAC (dockerd's on a /80 or larger)."""
+    from harness import DaemonProcess, run_cli
+
+    root = workdir / unique("v6default")
+    root.mkdir(parents=True)
+    prefix = v6_subnet().replace("::/64", "")
+    (root / "daemon.json").write_text(json.dumps({"ipv6": True, "fixed-cidr-v6": f"{prefix}::/64"}))
+    proc = DaemonProcess(root, ["--registry-mirror", registry.url]).start()
+    try:
+
+        def cli(*args: str):
+            return run_cli(["docker", "-H", proc.host, *args], timeout=120)
+
+        net = json.loads(cli("network", "inspect", "bridge").stdout)[0]
+        assert net["EnableIPv6"] is True
+        assert net["IPAM"]["Config"][1] == {"Subnet": f"{prefix}::/64", "Gateway": f"{prefix}::1"}
+        assert cli("run", "-d", "--name", "d6", "busybox", "sleep", "300").returncode == 0
+        shown = json.loads(cli("inspect", "d6").stdout)[0]["NetworkSettings"]
+        mac = shown["MacAddress"].split(":")
+        expected = f"{prefix}::{mac[0]}{mac[1]}:{mac[2]}{mac[3]}:{mac[4]}{mac[5]}"
+        import ipaddress
+
+        assert shown["GlobalIPv6Address"] == str(ipaddress.IPv6Address(expected))
+        assert shown["GlobalIPv6PrefixLen"] == 64 and shown["IPv6Gateway"] == f"{prefix}::1"
+        assert shown["Networks"]["bridge"]["GlobalIPv6Address"] == shown["GlobalIPv6Address"]
+        ping = cli("exec", "d6", "ping", "-6", "-c", "1", "-W", "5", f"{prefix}::1")
+        assert ping.returncode == 0, ping.output
+        assert cli("rm", "-f", "d6").returncode == 0
+    finally:
+        proc.stop()

@@ -129,6 +129,10 @@ class Daemon:
                 mtu=int(self.config.extra.get("mtu") or 0),
                 firewall_rules=self.config.extra.get("iptables", True) is not False,
                 ip_forward=self.config.extra.get("ip-forward", True) is not False,
+                default_ipv6=(
+                    self.config.extra.get("ipv6") is True,
+                    str(self.config.extra.get("fixed-cidr-v6") or ""),
+                ),
             )
             service.dns.settings = DnsSettings.from_config(self.config.extra)  # daemon.json's dns*
             service.setup()

@@ -108,12 +108,13 @@ def allocate(subnet: str, gateway: str, ip_range: str, used: set[str], wanted: s
     raise Ipv6Error(f"no available IPv6 addresses on this network's address pools: {subnet}")
 
 
-def ipam_entry(pool: Pool6) -> dict[str, Any]:
-    entry: dict[str, Any] = {"Subnet": pool.subnet}
-    if pool.ip_range:
-        entry["IPRange"] = pool.ip_range
-    if pool.show_gateway:
-        entry["Gateway"] = pool.gateway
+def ipam_entry(pool: dict[str, Any]) -> dict[str, Any]:
+    """The network's IPv6 IPAM Config entry as dockerd shows it (a stored Pool6)."""
+    entry: dict[str, Any] = {"Subnet": pool["subnet"]}
+    if pool["ip_range"]:
+        entry["IPRange"] = pool["ip_range"]
+    if pool["show_gateway"]:
+        entry["Gateway"] = pool["gateway"]
     return entry
 
 
@@ -134,7 +135,7 @@ def network_pool(
     return v4, pool.__dict__.copy()
 
 
-def endpoint_address(service: Any, net: Any, ipam_config: dict[str, Any] | None) -> str:
+def endpoint_address(service: Any, net: Any, ipam_config: dict[str, Any] | None, mac: str = "") -> str:
     """The endpoint's IPv6 address ("" on a network without IPv6); dockerd's refusal of an --ip6 there."""
     wanted = (ipam_config or {}).get("IPv6Address") or ""
     from .service import NetworkError
@@ -151,6 +152,10 @@ def endpoint_address(service: Any, net: Any, ipam_config: dict[str, Any] | None)
         return ""
     used = {ep.address6 for b in service.sandboxes.values() for ep in b.endpoints if ep.address6}
     pool = net.pool6
+    if pool.get("from_mac") and not wanted and mac:  # the default bridge's fixed-cidr-v6 (below)
+        prefix = int(IPv6Net(pool["subnet"]).network_address)
+        return str(ipaddress.IPv6Address(prefix | int(mac.replace(":", ""), 16)))
+    pool = {k: pool[k] for k in ("subnet", "gateway", "ip_range")}
     try:
         return allocate(pool["subnet"], pool["gateway"], pool["ip_range"], used, wanted)
     except Ipv6Error as e:
@@ -209,3 +214,25 @@ def start_proxies(holder: Any, box: Any) -> None:
         sock = holder.v6.get((m.proto, m.host_ip, m.host_port))
         if sock is not None and m.proto == "tcp":
             proxy6.serve(sock, (box.endpoints[0].address6, m.container_port))
+
+
+def default_bridge(service: Any, default: Any) -> None:
+    """daemon.json's `ipv6` and `fixed-cidr-v6` on the default bridge, as dockerd 20.10: EnableIPv6, the pool
+    (its gateway the subnet's first address) and, on a subnet of 80 bits or fewer, each container's address
+    made of the prefix and its MAC (dockerd's deferred allocation: 02:42:ac:11:00:02 ->
+    prefix::242:ac11:2)."""
+    enabled, fixed = service.default_ipv6
+    if not enabled:
+        default.enable_ipv6, default.pool6 = False, None
+        return
+    default.enable_ipv6 = True
+    if not fixed:
+        default.pool6 = None
+        return
+    try:
+        subnet = IPv6Net(fixed, strict=False)
+    except ValueError:
+        raise Ipv6Error(f"invalid fixed-cidr-v6: {fixed}") from None
+    pool = Pool6(str(subnet), str(subnet[1]), "", True).__dict__.copy()
+    pool["from_mac"] = subnet.prefixlen <= 80
+    default.pool6 = pool

@@ -76,8 +76,8 @@ def requests_for(
     exposed: list[str], bindings: dict[str, Any], publish_all: bool, ipv6: bool = False
 ) -> list[PortRequest]:
     """What a container asks to publish: its bindings, then (-P) every other exposed port. With an IPv6
-    address (`ipv6`), as dockerd 20.10: IPv6 host addresses too, and a binding to every address is made
-    twice, 0.0.0.0 and ::."""
+    address (`ipv6`), as dockerd 20.10: IPv6 host addresses too, and a binding without a host address is
+    made twice, 0.0.0.0 and ::."""
     out: list[PortRequest] = []
     for key in sorted(bindings or {}, key=lambda k: split_port(k)):
         port, proto = split_port(key)
@@ -98,7 +98,7 @@ def requests_for(
                 if address.version == 6:
                     continue  # "[::]": the IPv4 mapping of the same port serves it
             out.append(PortRequest(proto, port, host_ip or "0.0.0.0", _host_ports(_port_text(binding))))
-            if ipv6 and host_ip in ("", "0.0.0.0"):
+            if ipv6 and not host_ip:  # libnetwork's: an explicit 0.0.0.0 stays IPv4 only
                 out.append(PortRequest(proto, port, "::", _host_ports(_port_text(binding))))
     if publish_all:
         bound = {(r.container_port, r.proto) for r in out}

@@ -157,6 +157,7 @@ class NetworkService:
         mtu: int = 0,
         firewall_rules: bool = True,
         ip_forward: bool = True,
+        default_ipv6: tuple[bool, str] = (False, ""),
     ) -> None:
         root = Path(data_root) / "network"
         self._networks_dir = root / "networks"
@@ -166,6 +167,7 @@ class NetworkService:
         self.bip = bip
         self.pools = pools or DEFAULT_POOLS
         self.mtu = mtu
+        self.default_ipv6 = default_ipv6  # daemon.json's ipv6 and fixed-cidr-v6 (network/ipv6.py)
         # daemon.json's `iptables` and `ip-forward`, as dockerd's: with both false (and `--bridge none`) the
         # daemon changes nothing of the host's network (no table, no sysctl), nor publishes ports
         self.firewall_rules = firewall_rules
@@ -262,6 +264,7 @@ class NetworkService:
         elif default.device != self.bridge:
             default.device = self.bridge
             self._save(default)
+        ipv6.default_bridge(self, default)
         default.options = {
             "com.docker.network.bridge.default_bridge": "true",
             "com.docker.network.bridge.enable_icc": "true",
@@ -473,7 +476,7 @@ class NetworkService:
                 entry["AuxiliaryAddresses"] = dict(net.aux_addresses)
             ipam_config.append(entry)
         if net.pool6:
-            ipam_config.append(ipv6.ipam_entry(ipv6.Pool6(**net.pool6)))
+            ipam_config.append(ipv6.ipam_entry(net.pool6))
         return {
             "Name": net.name,
             "Id": net.id,
@@ -577,7 +580,8 @@ class NetworkService:
             )
         except IpamError as e:
             raise NetworkError(str(e), e.status) from None
-        address6 = ipv6.endpoint_address(self, net, ipam_config)
+        mac = settings.get("MacAddress") or mac_for(address)
+        address6 = ipv6.endpoint_address(self, net, ipam_config, mac)
         return Endpoint(
             address6=address6,
             prefix6=ipaddress.IPv6Network(net.pool6["subnet"]).prefixlen if address6 else 0,
@@ -587,7 +591,7 @@ class NetworkService:
             address=address,
             prefix=subnet.prefixlen,
             gateway=net.gateway,
-            mac=(settings.get("MacAddress") or mac_for(address)),
+            mac=mac,
             interface=f"eth{index}",
             host_veth="veth" + secrets.token_hex(4)[:7],
             aliases=list(settings.get("Aliases") or []),

@@ -269,7 +269,13 @@ def test_default_bridge_fixed_cidr_v6(workdir, registry) -> None:
     root = workdir / unique("v6default")
     root.mkdir(parents=True)
     prefix = v6_subnet().replace("::/64", "")
-    (root / "daemon.json").write_text(json.dumps({"ipv6": True, "fixed-cidr-v6": f"{prefix}::/64"}))
+    pool = prefix.rsplit(":", 1)[0] + ":ff00::/56"  # an IPv6 default-address-pools entry
+    config = {
+        "ipv6": True,
+        "fixed-cidr-v6": f"{prefix}::/64",
+        "default-address-pools": [{"base": "10.197.0.0/16", "size": 24}, {"base": pool, "size": 64}],
+    }
+    (root / "daemon.json").write_text(json.dumps(config))
     proc = DaemonProcess(root, ["--registry-mirror", registry.url]).start()
     try:
 
@@ -291,5 +297,18 @@ def test_default_bridge_fixed_cidr_v6(workdir, registry) -> None:
         ping = cli("exec", "d6", "ping", "-6", "-c", "1", "-W", "5", f"{prefix}::1")
         assert ping.returncode == 0, ping.output
         assert cli("rm", "-f", "d6").returncode == 0
+        # network create --ipv6 without a subnet: the IPv6 pools, then the next subnet
+        made = [cli("network", "create", "--ipv6", f"pool{i}") for i in range(2)]
+        assert all(m.returncode == 0 for m in made), [m.output for m in made]
+        first, second = (json.loads(cli("network", "inspect", f"pool{i}").stdout)[0] for i in range(2))
+        base = ipaddress.IPv6Network(pool)
+        assert first["IPAM"]["Config"][0]["Subnet"].startswith("10.197.")
+        assert first["IPAM"]["Config"][1] == {
+            "Subnet": str(next(base.subnets(new_prefix=64))),
+            "Gateway": str(next(base.subnets(new_prefix=64))[1]),
+        }
+        assert second["IPAM"]["Config"][1]["Subnet"] == str(list(base.subnets(new_prefix=64))[1])
+        for i in range(2):
+            cli("network", "rm", f"pool{i}")
     finally:
         proc.stop()

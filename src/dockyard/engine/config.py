@@ -202,8 +202,9 @@ def _pools(key: str, value: Any) -> list[AddressPool]:
         if not isinstance(item, dict) or not isinstance(item.get("base"), str):
             raise ValueError(f'each entry of "{key}" needs a "base" CIDR')
         size = item.get("size", 24)
-        if not isinstance(size, int) or not 1 <= size <= 32:
-            raise ValueError(f'"size" in "{key}" must be a prefix length between 1 and 32')
+        longest = 128 if ":" in item["base"] else 32  # an IPv6 pool (network/ipv6.py)
+        if not isinstance(size, int) or not 1 <= size <= longest:
+            raise ValueError(f'"size" in "{key}" must be a prefix length between 1 and {longest}')
         pools.append(AddressPool(base=item["base"], size=size))
     return pools
 

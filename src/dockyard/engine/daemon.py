@@ -22,6 +22,8 @@ from ..distribution.push import Pusher
 from ..images import ImageService
 from ..linux.seccomp import kernel_supports_seccomp
 from ..network import IpamError, NetworkError, NetworkService, parse_pools
+from ..network.ipv6 import Ipv6Error
+from ..network.ipv6 import parse_pools as ipv6_pools
 from ..network.resolvconf import DnsSettings
 from ..runtime.external import OCIRuntime
 from ..volumes import VolumeService
@@ -133,10 +135,11 @@ class Daemon:
                     self.config.extra.get("ipv6") is True,
                     str(self.config.extra.get("fixed-cidr-v6") or ""),
                 ),
+                pools6=ipv6_pools([asdict(p) for p in self.config.default_address_pools]),
             )
             service.dns.settings = DnsSettings.from_config(self.config.extra)  # daemon.json's dns*
             service.setup()
-        except (IpamError, NetworkError, OSError, ValueError) as e:
+        except (IpamError, Ipv6Error, NetworkError, OSError, ValueError) as e:
             raise ConfigError(f"networking: {e}") from None
         return service
 

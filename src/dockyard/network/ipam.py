@@ -37,6 +37,8 @@ def parse_pools(entries: list[dict]) -> list[AddressPool]:
     """daemon.json's `default-address-pools`: [{"base": "10.10.0.0/16", "size": 24}]."""
     pools = []
     for entry in entries:
+        if ":" in str(entry.get("base") or ""):  # an IPv6 pool: network/ipv6.py's
+            continue
         try:
             base = IPv4Net(str(entry["base"]), strict=False)
             size = int(entry["size"])

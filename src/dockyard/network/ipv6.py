@@ -126,12 +126,13 @@ def network_pool(
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """A create's IPAM Config split: (the IPv4 entries, the IPv6 pool as stored, or None)."""
     v4, v6 = split_configs(configs)
+    taken6 = [n.pool6["subnet"] for n in service.networks.values() if n.pool6]
+    if not v6 and body.get("EnableIPv6"):  # daemon.json's IPv6 default-address-pools, else dockerd's error
+        subnet = choose_subnet(getattr(service, "pools6", []), taken6)
+        return v4, Pool6(subnet, str(IPv6Net(subnet)[1]), "", True).__dict__.copy()
     if not v6:
-        if body.get("EnableIPv6"):
-            raise Ipv6Error(NO_POOL, 404)
         return v4, None
-    taken = [n.pool6["subnet"] for n in service.networks.values() if n.pool6]
-    pool = parse_pool(v6[0], taken)
+    pool = parse_pool(v6[0], taken6)
     return v4, pool.__dict__.copy()
 
 
@@ -236,3 +237,33 @@ def default_bridge(service: Any, default: Any) -> None:
     pool = Pool6(str(subnet), str(subnet[1]), "", True).__dict__.copy()
     pool["from_mac"] = subnet.prefixlen <= 80
     default.pool6 = pool
+
+
+def parse_pools(entries: list[dict[str, Any]]) -> list[tuple[IPv6Net, int]]:
+    """The IPv6 entries of daemon.json's `default-address-pools`: (base, size)."""
+    pools = []
+    for entry in entries:
+        if ":" not in str(entry.get("base") or ""):
+            continue
+        try:
+            base, size = IPv6Net(str(entry["base"]), strict=False), int(entry["size"])
+        except (KeyError, ValueError, TypeError) as e:
+            raise Ipv6Error(f"invalid default-address-pools entry {entry!r}: {e}") from None
+        if not base.prefixlen <= size <= 128:
+            raise Ipv6Error(
+                f"invalid default-address-pools entry {entry!r}: size must be {base.prefixlen}-128"
+            )
+        pools.append((base, size))
+    return pools
+
+
+def choose_subnet(pools: list[tuple[IPv6Net, int]], taken: list[str]) -> str:
+    """The first subnet of the IPv6 pools that overlaps no other network's (libnetwork's predefined pools)."""
+    used = [IPv6Net(t) for t in taken]
+    for base, size in pools:
+        for n, subnet in enumerate(base.subnets(new_prefix=size)):
+            if n > 65536:
+                break
+            if not any(subnet.overlaps(u) for u in used):
+                return str(subnet)
+    raise Ipv6Error(NO_POOL, 404)

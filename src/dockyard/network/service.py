@@ -158,6 +158,7 @@ class NetworkService:
         firewall_rules: bool = True,
         ip_forward: bool = True,
         default_ipv6: tuple[bool, str] = (False, ""),
+        pools6: list[tuple[ipaddress.IPv6Network, int]] | None = None,
     ) -> None:
         root = Path(data_root) / "network"
         self._networks_dir = root / "networks"
@@ -168,6 +169,7 @@ class NetworkService:
         self.pools = pools or DEFAULT_POOLS
         self.mtu = mtu
         self.default_ipv6 = default_ipv6  # daemon.json's ipv6 and fixed-cidr-v6 (network/ipv6.py)
+        self.pools6 = pools6 or []  # the IPv6 default-address-pools
         # daemon.json's `iptables` and `ip-forward`, as dockerd's: with both false (and `--bridge none`) the
         # daemon changes nothing of the host's network (no table, no sysctl), nor publishes ports
         self.firewall_rules = firewall_rules

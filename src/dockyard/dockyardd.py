@@ -101,6 +101,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         const=True,
         help="Enable live restore of containers when the daemon stops",
     )
+    p.add_argument(
+        "--cpu-rt-period",
+        type=int,
+        metavar="int",
+        help="Limit the CPU real-time period in microseconds for the parent cgroup for all containers",
+    )
+    p.add_argument(
+        "--cpu-rt-runtime",
+        type=int,
+        metavar="int",
+        help="Limit the CPU real-time runtime in microseconds for the parent cgroup for all containers",
+    )
     p.add_argument("-b", "--bridge", metavar="string", help="Attach containers to a network bridge")
     p.add_argument("--bip", metavar="string", help="Specify network bridge IP")
     p.add_argument("-v", "--version", action="store_true", help="Print version information and quit")
@@ -126,6 +138,8 @@ def load_config(args: argparse.Namespace) -> DaemonConfig:
         "live-restore": args.live_restore,
         "bridge": args.bridge,
         "bip": args.bip,
+        "cpu-rt-period": args.cpu_rt_period,
+        "cpu-rt-runtime": args.cpu_rt_runtime,
     }
     return build_config(file_values, flags, config_file)
 

@@ -12,8 +12,10 @@ from typing import Any
 
 from aiohttp import web
 
+from ..containers import update as container_update
 from ..containers.service import ContainerError
 from ..logs.jsonfile import format_time
+from ..logs.options import LogConfigError, readable
 from ..runtime import shim_protocol
 from ..units import parse_time
 from .errors import BadRequest
@@ -114,6 +116,10 @@ def _time_param(request: web.Request, name: str) -> float | Fraction | None:
 async def logs(request: web.Request) -> web.StreamResponse:
     service = daemon_of(request).containers
     c = service.get(request.match_info["id"])
+    try:  # --log-driver none keeps nothing to read (dockerd: 501)
+        readable(c.host_config.get("LogConfig"))
+    except LogConfigError as e:
+        raise ContainerError(str(e), e.status) from None
     stdout, stderr = query_bool(request, "stdout"), query_bool(request, "stderr")
     if not stdout and not stderr:
         raise BadRequest("Bad parameters: you must choose at least one stream")
@@ -280,6 +286,21 @@ async def stats(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def update(request: web.Request) -> web.Response:
+    """`docker update` (containers/update.py): {"Warnings": [...]}."""
+    raw = (await request.read()).decode("utf-8", errors="replace") if request.can_read_body else ""
+    if not raw.strip():  # the 20.10 router's json.Decoder: EOF, a 500
+        raise ContainerError("EOF", 500)
+    try:
+        body = json.loads(raw)
+    except json.JSONDecodeError:
+        from .gojson import syntax_error
+
+        raise ContainerError(syntax_error(raw), 500) from None
+    warnings = await container_update.update(daemon_of(request).containers, request.match_info["id"], body)
+    return json_response({"Warnings": warnings or None})  # dockerd: null when none
+
+
 async def rename(request: web.Request) -> web.Response:
     daemon_of(request).containers.rename(request.match_info["id"], request.query.get("name", ""))
     return web.Response(status=204)
@@ -315,6 +336,7 @@ ROUTES = [
     Route("GET", "/containers/{id}/top", top),
     Route("GET", "/containers/{id}/stats", stats),
     Route("POST", "/containers/{id}/rename", rename),
+    Route("POST", "/containers/{id}/update", update),
     Route("POST", "/containers/{id}/pause", pause),
     Route("POST", "/containers/{id}/unpause", unpause),
     Route("POST", "/containers/prune", prune),

@@ -6,7 +6,8 @@ with `.wh.<name>` files and a `.wh..wh..opq` entry. The tar is uncompressed (doc
 so; a push gzips them) and written while hashing, so its diff ID is known at the end.
 
 What the runtime itself put into the rootfs (the mount points /dev, /proc, /sys, and empty
-/etc/hostname, /etc/hosts, /etc/resolv.conf to bind the daemon's files onto) is left out, as Docker's
+/etc/hostname, /etc/hosts, /etc/resolv.conf to bind the daemon's files onto; /.dockerenv and the
+/etc/mtab link of containers/initlayer) is left out, as Docker's
 "-init" layer keeps it out of a commit; so is a directory that is only there as their parent, or that
 overlayfs copied up unchanged.
 """
@@ -86,6 +87,13 @@ def _unchanged_dir(rel: str, st: os.stat_result, lowers: list[Path]) -> bool:
     return False
 
 
+def _link(name: str, directory: int) -> str | None:
+    try:
+        return os.readlink(name, dir_fd=directory)
+    except OSError:
+        return None
+
+
 def changed_entries(upper: Path, lowers: list[Path]) -> list[tuple[str, os.stat_result, bool]]:
     """(relative name, stat, opaque) of what goes into the layer, parents before children. The upper dir
     is walked through descriptors, never through a link (a running container may be changing it)."""
@@ -102,6 +110,8 @@ def changed_entries(upper: Path, lowers: list[Path]) -> list[tuple[str, os.stat_
                 continue
             if rel in _MOUNT_FILES and stat.S_ISREG(st.st_mode) and st.st_size == 0:
                 continue
+            if rel == "etc/mtab" and stat.S_ISLNK(st.st_mode) and _link(name, directory) == "/proc/mounts":
+                continue  # the init layer's link (containers/initlayer)
             if stat.S_ISDIR(st.st_mode):
                 try:
                     child = os.open(name, _DIR_FLAGS, dir_fd=directory)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ..images.service import ImageError, _trim_fraction
 from ..linux.capabilities import bounding_set
 from ..logs.jsonfile import read_logs
+from ..logs.options import LogConfigError, open_options
 from ..runtime.external import BUILTIN_RUNTIME, OCIRuntime
 from ..runtime.forkserver import ShimLauncher
 from ..runtime.shim_protocol import ShimClient, ShimError, read_json
@@ -42,15 +43,19 @@ from ..runtime.spec import (
 )
 from ..volumes import VolumeError, VolumeService
 from ..volumes import mounts as volume_mounts
+from . import create_options
 from . import health as health_checks
 from .endpoint_options import EndpointError, validate_net_mode
 from .execs import ExecConfigError, ExecRecord, exec_process, new_exec, start_error_message
 from .health import HealthChecks, HealthConfigError
 from .ids import AmbiguousPrefix, InvalidIdentifier, NoSuchContainer, generate_id
+from .initlayer import make_init_files
 from .links import NOT_DEFAULT_NAME, LinkError, Links, merge_env
 from .names import InvalidName, NameConflict, generate_name, validate_name
 from .networking import ContainerNetworkError, ContainerNetworking, check_port_filters
 from .pathview import read_in_root
+from .removal import Removals
+from .resources import SHOWN_DEFAULTS, ResourceError, init_rt_parent
 from .restart import (
     RestartManager,
     RestartPolicy,
@@ -214,6 +219,9 @@ class ContainerService:
         self._exec_flags: dict[str, tuple[asyncio.Event, asyncio.Event]] = {}  # (started, ended)
         self._exec_tasks: set[asyncio.Task[None]] = set()
         self.health = HealthChecks(self)  # the healthcheck monitors (containers/health.py)
+        self.removals = Removals()  # who removes a container (containers/removal.py)
+        self.log_defaults: tuple[str, dict[str, str]] = ("json-file", {})  # daemon.json log-driver, log-opts
+        self.cpu_rt = (0, 0)  # daemon.json cpu-rt-period, cpu-rt-runtime (resources.init_rt_parent)
 
     # --- helpers -----------------------------------------------------------------------------------
 
@@ -266,7 +274,12 @@ class ContainerService:
         image_config = self.images.config(record)
         img_cfg = image_config.get("config") or {}
         config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
-        host_config = adapt_host_config(body.get("HostConfig") or {}, cgroup_version=self.cgroup_version)
+        try:  # keys in any case, Go's types, the real-time fields, the log driver (create_options)
+            raw_host_config, warnings = create_options.decode_host_config(body)
+            raw_host_config["LogConfig"] = create_options.log_config(raw_host_config, *self.log_defaults)
+        except create_options.CreateOptionError as e:
+            raise ContainerError(str(e), e.status) from None
+        host_config = adapt_host_config(raw_host_config, cgroup_version=self.cgroup_version)
         try:
             validate_restart_policy(host_config)
         except RestartPolicyError as e:
@@ -280,7 +293,7 @@ class ContainerService:
             container_id, str(self.rootfs.path(container_id)), config, host_config, img_cfg
         )
         try:
-            warnings = validate_options(options, cgroup_version=self.cgroup_version, ncpu=os.cpu_count())
+            warnings += validate_options(options, cgroup_version=self.cgroup_version, ncpu=os.cpu_count())
             merged = merge_config(options)
         except SpecError as e:
             raise ContainerError(str(e), 400) from None
@@ -342,7 +355,8 @@ class ContainerService:
             driver=self.rootfs.driver,
             extra={"create_config": config, "networks": networks, **({"links": links} if links else {})},
         )
-        container.log_path = str(self.store.dir(container_id) / f"{container_id}-json.log")
+        if host_config["LogConfig"]["Type"] != "none":  # as dockerd: no LogPath without a log
+            container.log_path = str(self.store.dir(container_id) / f"{container_id}-json.log")
         try:
             self.store.add(container)
         except NameConflict as e:
@@ -463,11 +477,18 @@ class ContainerService:
 
     async def _auto_remove_after_failed_start(self, c: Container) -> None:
         try:
-            await asyncio.to_thread(self._remove_blocking, c)
+            await self._auto_remove(c)
         except ContainerError as e:
             log.warning("container %s: auto-remove after a failed start: %s", c.id, e)
-            return
-        self.events.emit("container", "destroy", c.id, image=c.image, name=c.name)
+
+    async def _auto_remove(self, c: Container, volumes: bool | None = None) -> None:
+        """The removal, unless another caller (an `rm -f`) owns it (containers/removal.py)."""
+        if self.removals.claim(c.id):
+            await self.removals.run(
+                c.id,
+                lambda: self._remove_blocking(c, volumes),
+                lambda: self.events.emit("container", "destroy", c.id, image=c.image, name=c.name),
+            )
 
     # --- attach ------------------------------------------------------------------------------------
 
@@ -559,10 +580,22 @@ class ContainerService:
         if runtime is None:  # configured at create, gone from the daemon's configuration since
             raise ContainerError(f"Unknown runtime specified {c.host_config.get('Runtime')}", 400)
         try:
+            keeps_log, log_max_size, log_max_file = open_options(c.host_config.get("LogConfig"))
+            init_rt_parent(*self.cpu_rt)
+        except (LogConfigError, ResourceError) as e:
+            raise ContainerError(str(e), e.status) from None
+        try:
             record = self.images.get(c.image_id)
         except ImageError as e:
             raise ContainerError(str(e), e.status) from None
         rootfs = self.rootfs.mount(c.id, record.chain_id)
+        if not c.extra.get("init_files"):  # /.dockerenv and /etc/mtab, once (containers/initlayer)
+            try:
+                make_init_files(str(rootfs))
+            except OSError as e:
+                self.rootfs.unmount(c.id)
+                raise ContainerError(f"cannot set up the container's root: {e}", 500) from None
+            c.extra["init_files"] = True
         volume_paths = self._prepare_mounts(c, rootfs)
         d = self._dir(c)
         try:
@@ -605,15 +638,13 @@ class ContainerService:
         (bundle / "config.json").write_text(json.dumps(spec))
         state_dir = self._state_dir(c)
         shutil.rmtree(state_dir, ignore_errors=True)
-        log_config = c.host_config.get("LogConfig") or {}
-        log_opts = log_config.get("Config") or {}
         config = ShimConfig(
             id=c.id,
             bundle=str(bundle),
             state_dir=str(state_dir),
-            log_path=c.log_path,
-            log_max_size=_size(log_opts.get("max-size")),
-            log_max_file=int(log_opts.get("max-file") or 1),
+            log_path=c.log_path if keeps_log else None,
+            log_max_size=log_max_size,
+            log_max_file=log_max_file,
             open_stdin=options.open_stdin,
             stdin_once=bool(c.config.get("StdinOnce")),
             attach_wait=ATTACH_WAIT if attach_pending else 0.0,
@@ -688,8 +719,7 @@ class ContainerService:
             if c.host_config.get("AutoRemove") and c.id in self.store:
                 self._monitors.pop(c.id, None)
                 try:
-                    await asyncio.to_thread(self._remove_blocking, c)
-                    self.events.emit("container", "destroy", c.id, image=c.image, name=c.name)
+                    await self._auto_remove(c)
                 except ContainerError as e:
                     log.warning("container %s: auto-remove: %s", c.id, e)
             return
@@ -938,24 +968,34 @@ class ContainerService:
 
     async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
         c = self.get(ref)
-        if c.running:
-            if not force:
-                raise ContainerError(
-                    f"You cannot remove a {c.state.status} container {c.id}. Stop the container before "
-                    "attempting removal or force remove",
-                    409,
-                )
-            await self._cancel_restart(c)
-        if c.running:
-            self._monitor(c)
-            await self._signal(c, signals.SIGKILL, all_processes=True)
-            if not await self._await_exit(c, 30.0):
-                raise ContainerError(f"Could not kill running container {c.id}, cannot remove", 500)
-        task = self._monitors.pop(c.id, None)
-        if task is not None and not task.done():
-            await asyncio.wait([task], timeout=5)
-        await asyncio.to_thread(self._remove_blocking, c, volumes)
-        self.events.emit("container", "destroy", c.id, image=c.image, name=c.name)
+        if c.running and not force:
+            raise ContainerError(
+                f"You cannot remove a {c.state.status} container {c.id}. Stop the container before "
+                "attempting removal or force remove",
+                409,
+            )
+        if not self.removals.claim(c.id):  # the --rm auto-removal (or another rm) owns it: its outcome
+            await self.removals.wait(c.id)
+            return
+        try:
+            if c.running:
+                await self._cancel_restart(c)
+            if c.running:
+                self._monitor(c)
+                await self._signal(c, signals.SIGKILL, all_processes=True)
+                if not await self._await_exit(c, 30.0):
+                    raise ContainerError(f"Could not kill running container {c.id}, cannot remove", 500)
+            task = self._monitors.pop(c.id, None)
+            if task is not None and not task.done():
+                await asyncio.wait([task], timeout=5)
+        except BaseException as e:
+            self.removals.release(c.id, e)
+            raise
+        await self.removals.run(
+            c.id,
+            lambda: self._remove_blocking(c, volumes),
+            lambda: self.events.emit("container", "destroy", c.id, image=c.image, name=c.name),
+        )
 
     def _remove_blocking(self, c: Container, volumes: bool | None = None) -> None:
         self.net.release(c)
@@ -1781,22 +1821,14 @@ class ContainerService:
 
 
 def _shown_host_config(host_config: dict[str, Any]) -> dict[str, Any]:
-    """As dockerd shows it: the log driver filled in (docker-py's run reads it)."""
+    """As dockerd shows it: every resource field, the log driver filled in (docker-py's run reads it)."""
     log_config = host_config.get("LogConfig") or {}
+    shown = {**SHOWN_DEFAULTS, **host_config}
     if log_config.get("Type"):
-        return host_config
-    return {**host_config, "LogConfig": {"Type": "json-file", "Config": log_config.get("Config") or {}}}
+        return shown
+    return {**shown, "LogConfig": {"Type": "json-file", "Config": log_config.get("Config") or {}}}
 
 
 def _resolve(fut: asyncio.Future[int], value: int) -> None:
     if not fut.done():
         fut.set_result(value)
-
-
-def _size(value: str | None) -> int | None:
-    if not value:
-        return None
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmg]?)b?", str(value).strip().lower())
-    if not m:
-        raise ContainerError(f"invalid size: '{value}'", 400)
-    return int(float(m.group(1)) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[m.group(2)])

@@ -28,6 +28,7 @@ LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 KNOWN_DOCKERD_KEYS = frozenset(
     """
     allow-nondistributable-artifacts api-cors-header authorization-plugins bip bip6 bridge builder
+    cpu-rt-period cpu-rt-runtime
     cgroup-parent cluster-advertise cluster-store cluster-store-opts containerd containerd-namespace
     containerd-plugin-namespace cri-containerd data-root debug default-address-pools
     default-cgroupns-mode default-gateway default-gateway-v6 default-ipc-mode default-network-opts
@@ -93,6 +94,8 @@ class DaemonConfig:
     storage_driver: str = ""
     shutdown_timeout: int = 15
     seccomp_profile: str = ""  # "" = the built-in profile, "unconfined", or a profile file's path
+    cpu_rt_period: int = 0  # the containers' parent cgroup's real-time budget (cgroup v1), microseconds
+    cpu_rt_runtime: int = 0
     detach_keys: str = ""  # the daemon's default for attach and exec ("" = ctrl-p,ctrl-q)
     config_file: str = DEFAULT_CONFIG_FILE
     # Known dockerd directives that Dockyard does not act on (yet), kept as given.
@@ -130,6 +133,12 @@ def _bool(key: str, value: Any) -> bool:
 def _positive_int(key: str, value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f'"{key}" must be a positive integer')
+    return value
+
+
+def _non_negative_int(key: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f'"{key}" must be a non-negative integer')
     return value
 
 
@@ -236,6 +245,8 @@ FIELD_BY_KEY: dict[str, tuple[str, Any]] = {
     "storage-driver": ("storage_driver", _str),
     "shutdown-timeout": ("shutdown_timeout", _positive_int),
     "seccomp-profile": ("seccomp_profile", _str),
+    "cpu-rt-period": ("cpu_rt_period", _non_negative_int),
+    "cpu-rt-runtime": ("cpu_rt_runtime", _non_negative_int),
     "detach-keys": ("detach_keys", _detach_keys),
 }
 

@@ -72,6 +72,8 @@ class Daemon:
             networks=self.networks,
         )
         self.containers.seccomp_profile = self._seccomp_profile()
+        self.containers.log_defaults = (config.log_driver, dict(config.log_opts))
+        self.containers.cpu_rt = (config.cpu_rt_period, config.cpu_rt_runtime)
         self.containers.recover()
         self.networks.recover({c.id for c in self.containers.store.all() if c.running})
 

@@ -161,11 +161,13 @@ class ImageService:
             image_labels = (config.get("config") or {}).get("Labels") or {}
             if labels and not all(_label_matches(image_labels, label) for label in labels):
                 continue
-            if patterns:
+            if patterns:  # as dockerd: each reference kept when it matches, tags and digests alike
                 tags = [t for t in tags if any(_reference_matches(p, t) for p in patterns)]
-                if not tags:
+                digests = [d for d in digests if any(_reference_matches(p, d) for p in patterns)]
+                if not tags and not digests:
                     continue
-                digests = []
+            if not tags and not digests:
+                tags, digests = ["<none>:<none>"], ["<none>@<none>"]
             out.append(
                 {
                     "Containers": -1,
@@ -173,8 +175,8 @@ class ImageService:
                     "Id": record.id,
                     "Labels": image_labels or None,
                     "ParentId": record.extra.get("parent", ""),
-                    "RepoDigests": digests or (["<none>@<none>"] if not tags and not patterns else []),
-                    "RepoTags": tags or ["<none>:<none>"],
+                    "RepoDigests": digests,
+                    "RepoTags": tags,  # [] for an image pulled by digest only
                     "SharedSize": -1,
                     "Size": record.size,
                     "VirtualSize": record.size,
@@ -551,8 +553,10 @@ def _display_name(name: str) -> str:
 
 
 def _reference_matches(pattern: str, familiar: str) -> bool:
-    """Docker's reference filter: the pattern matches "name:tag" or the name alone."""
-    name = familiar.rsplit(":", 1)[0] if ":" in familiar.rsplit("/", 1)[-1] else familiar
+    """Docker's reference filter (FamiliarMatch): the pattern matches "name:tag" (or "name@digest") or the
+    name alone."""
+    name = familiar.partition("@")[0]
+    name = name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
     return fnmatch.fnmatchcase(familiar, pattern) or fnmatch.fnmatchcase(name, pattern)
 
 

@@ -496,6 +496,7 @@ class CgroupSetting:
     file: str
     value: str
     optional: bool = False  # skipped when the kernel lacks the file (swap accounting off), as Docker does
+    fallback: tuple[str, str] | None = None  # (file, value) written instead when `file` is missing
 
 
 def _v1_device_rule(rule: dict[str, Any]) -> CgroupSetting:
@@ -537,6 +538,10 @@ def cgroup_settings(resources: dict[str, Any], version: str) -> list[CgroupSetti
             quota = cpu.get("quota") or 0
             period = cpu.get("period") or 100000
             out.append(CgroupSetting("cpu", "cpu.max", f"{quota if quota > 0 else 'max'} {period}"))
+        weight = (resources.get("blockIO") or {}).get("weight")
+        if weight:  # runc: io.bfq.weight, else io.weight on its 1..10000 scale
+            io_weight = str(1 + (int(weight) - 10) * 9999 // 990)
+            out.append(CgroupSetting("io", "io.bfq.weight", str(weight), fallback=("io.weight", io_weight)))
         # devices: v2 has no files for them but a BPF program (`device_rules`, applied by spawn)
     else:
         if limit is not None:
@@ -555,6 +560,17 @@ def cgroup_settings(resources: dict[str, Any], version: str) -> list[CgroupSetti
             out.append(CgroupSetting("cpu", "cpu.cfs_period_us", str(cpu["period"])))
         if cpu.get("quota"):
             out.append(CgroupSetting("cpu", "cpu.cfs_quota_us", str(cpu["quota"])))
+        if cpu.get("realtimePeriod"):
+            out.append(CgroupSetting("cpu", "cpu.rt_period_us", str(cpu["realtimePeriod"])))
+        if cpu.get("realtimeRuntime"):
+            out.append(CgroupSetting("cpu", "cpu.rt_runtime_us", str(cpu["realtimeRuntime"])))
+        weight = (resources.get("blockIO") or {}).get("weight")
+        if weight:  # runc: BFQ's file when the kernel has it
+            out.append(
+                CgroupSetting(
+                    "blkio", "blkio.bfq.weight", str(weight), fallback=("blkio.weight", str(weight))
+                )
+            )
         out.extend(_v1_device_rule(rule) for rule in resources.get("devices") or [])
     if cpu.get("cpus"):
         out.append(CgroupSetting("cpuset", "cpuset.cpus", str(cpu["cpus"])))
@@ -579,14 +595,26 @@ def device_rules(resources: dict[str, Any]) -> list[DeviceRule]:
     ]
 
 
+def cgroup_write_error(cgroup: Cgroup, controller: str, name: str, value: str, e: OSError) -> str:
+    """runc's words for a control file it could not write at create (its cgroups.WriteFile error)."""
+    path = os.path.join(cgroup.path(controller) or f"<no {controller} cgroup>", name)
+    reason = os.strerror(e.errno) if e.errno else str(e)
+    reason = reason[:1].lower() + reason[1:]
+    what = f"openat2 {path}" if e.errno == errno.ENOENT else f'failed to write "{value}": write {path}'
+    return f"error during container init: error setting cgroup config for procHooks process: {what}: {reason}"
+
+
 def _apply_cgroup(cgroup: Cgroup, settings: list[CgroupSetting], resources: dict[str, Any]) -> None:
     for s in settings:
         if s.optional and not cgroup.has(s.controller, s.file):
             continue
+        name, value = s.file, s.value
+        if s.fallback is not None and not cgroup.has(s.controller, s.file):
+            name, value = s.fallback
         try:
-            cgroup.write(s.controller, s.file, s.value)
+            cgroup.write(s.controller, name, value)
         except OSError as e:
-            raise SpawnError(f"cgroup: {e.strerror or e}") from None
+            raise SpawnError(cgroup_write_error(cgroup, s.controller, name, value, e)) from None
     rules = device_rules(resources)
     if cgroup.version == "2" and rules:
         try:

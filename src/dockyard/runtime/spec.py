@@ -241,6 +241,9 @@ class ContainerOptions:
     cpuset_cpus: str = ""
     cpuset_mems: str = ""
     pids_limit: int | None = None
+    blkio_weight: int = 0
+    cpu_rt_period: int = 0
+    cpu_rt_runtime: int = 0
     ulimits: list[dict[str, Any]] = field(default_factory=list)  # Name, Soft, Hard
     default_ulimits: list[dict[str, Any]] = field(default_factory=list)  # the daemon's, overridden by name
     shm_size: int = 0  # 0 = Docker's default, 64 MB
@@ -335,6 +338,9 @@ class ContainerOptions:
             cpuset_cpus=hc.get("CpusetCpus") or "",
             cpuset_mems=hc.get("CpusetMems") or "",
             pids_limit=hc.get("PidsLimit"),
+            blkio_weight=int(hc.get("BlkioWeight") or 0),
+            cpu_rt_period=int(hc.get("CpuRealtimePeriod") or 0),
+            cpu_rt_runtime=int(hc.get("CpuRealtimeRuntime") or 0),
             ulimits=list(hc.get("Ulimits") or []),
             shm_size=int(hc.get("ShmSize") or 0),
             sysctls=dict(hc.get("Sysctls") or {}),
@@ -1321,9 +1327,15 @@ def _resources(options: ContainerOptions, cgroup_version: str, device_rules: lis
         cpu["cpus"] = options.cpuset_cpus
     if options.cpuset_mems:
         cpu["mems"] = options.cpuset_mems
+    if options.cpu_rt_period:
+        cpu["realtimePeriod"] = options.cpu_rt_period
+    if options.cpu_rt_runtime:
+        cpu["realtimeRuntime"] = options.cpu_rt_runtime
     if cpu:
         resources["cpu"] = cpu
 
+    if options.blkio_weight:
+        resources["blockIO"] = {"weight": options.blkio_weight}
     if options.pids_limit is not None:
         # Docker: 0 and below mean unlimited, which runtimes spell -1
         resources["pids"] = {"limit": options.pids_limit if options.pids_limit > 0 else -1}

@@ -61,6 +61,7 @@ COMMANDS: list[CommandSpec] = [
     CommandSpec("stats", "manage", "Display a live stream of container(s) resource usage statistics"),
     CommandSpec("top", "manage", "Display the running processes of a container"),
     CommandSpec("unpause", "manage", "Unpause all processes within one or more containers"),
+    CommandSpec("update", "update", "Update configuration of one or more containers"),
     CommandSpec("volume", "", "Manage volumes", "Management Commands"),
     CommandSpec("network", "", "Manage networks", "Management Commands"),
     CommandSpec("system", "", "Manage Dockyard", "Management Commands"),
@@ -152,6 +153,7 @@ SUBCOMMANDS: dict[str, list[CommandSpec]] = {
         CommandSpec("container stop", "manage", "Stop one or more running containers"),
         CommandSpec("container top", "manage", "Display the running processes of a container"),
         CommandSpec("container unpause", "manage", "Unpause all processes within one or more containers"),
+        CommandSpec("container update", "manage", "Update configuration of one or more containers"),
         CommandSpec(
             "container wait",
             "manage",

@@ -159,6 +159,34 @@ def _short_id(image_id: str, no_trunc: bool) -> str:
     return image_id if no_trunc else image_id.split(":", 1)[-1][:12]
 
 
+def _image_rows(image: dict[str, Any], show_digests: bool) -> list[tuple[str, str, str]]:
+    """(repository, tag, digest) rows as the docker CLI's imageFormatTaggedAndDigest makes them: a row per
+    tag (per tag and digest with --digests), then the repositories only a digest names, tag `<none>`."""
+    tags = image.get("RepoTags") or []
+    digests = image.get("RepoDigests") or []
+    if (not tags and not digests) or (tags == ["<none>:<none>"] and digests == ["<none>@<none>"]):
+        return [("<none>", "<none>", "<none>")]
+    repo_tags: dict[str, list[str]] = {}
+    repo_digests: dict[str, list[str]] = {}
+    for ref in tags:
+        repo, sep, tag = ref.rpartition(":")
+        if sep and "/" not in tag and repo and "<" not in ref:
+            repo_tags.setdefault(repo, []).append(tag)
+    for ref in digests:
+        repo, sep, digest = ref.partition("@")
+        if sep and repo and "<" not in ref:
+            repo_digests.setdefault(repo, []).append(digest)
+    rows = []
+    for repo, repo_tag_names in repo_tags.items():
+        own_digests = repo_digests.pop(repo, [])  # never a row of their own beside the tags
+        shown = own_digests if show_digests else []
+        for tag in repo_tag_names:
+            rows += [(repo, tag, d) for d in shown] if shown else [(repo, tag, "<none>")]
+    for repo, repo_digest_list in sorted(repo_digests.items()):
+        rows += [(repo, "<none>", d) for d in repo_digest_list] if show_digests else [(repo, "<none>", "")]
+    return rows
+
+
 def list_images(args: Any, client: ApiClient) -> int:
     filters = parse_filters(args.filter)
     if args.repository:
@@ -166,10 +194,7 @@ def list_images(args: Any, client: ApiClient) -> int:
     images = client.get_json("/images/json", {"all": args.all, "filters": filters or None})
     rows = []
     for image in images:
-        digests = [d.split("@", 1)[1] for d in image.get("RepoDigests") or [] if "@" in d]
-        digest = digests[0] if digests and digests[0] != "<none>" else "<none>"
-        for repo_tag in image.get("RepoTags") or ["<none>:<none>"]:
-            repo, _, tag_name = repo_tag.rpartition(":")
+        for repo, tag_name, digest in _image_rows(image, args.digests):
             rows.append(
                 {
                     "ID": _short_id(image["Id"], args.no_trunc),

@@ -95,9 +95,19 @@ def add_options(p: CommandParser) -> None:
     add("--cap-add", action="append", default=[], metavar="list", help="Add Linux capabilities")
     add("--cap-drop", action="append", default=[], metavar="list", help="Drop Linux capabilities")
     add("--cidfile", metavar="string", help="Write the container ID to the file")
+    add(
+        "--blkio-weight",
+        metavar="uint16",
+        help="Block IO (relative weight), between 10 and 1000, or 0 to disable",
+    )
+    add("--cpu-period", metavar="int", help="Limit CPU CFS (Completely Fair Scheduler) period")
+    add("--cpu-quota", metavar="int", help="Limit CPU CFS (Completely Fair Scheduler) quota")
+    add("--cpu-rt-period", metavar="int", help="Limit CPU real-time period in microseconds")
+    add("--cpu-rt-runtime", metavar="int", help="Limit CPU real-time runtime in microseconds")
     add("-c", "--cpu-shares", metavar="int", help="CPU shares (relative weight)")
     add("--cpus", metavar="decimal", help="Number of CPUs")
     add("--cpuset-cpus", metavar="string", help="CPUs in which to allow execution (0-3, 0,1)")
+    add("--cpuset-mems", metavar="string", help="MEMs in which to allow execution (0-3, 0,1)")
     add("--detach-keys", metavar="string", help="Override the key sequence for detaching a container")
     add("--domainname", metavar="string", help="Container NIS domain name")
     add(
@@ -369,6 +379,20 @@ def apply(p: CommandParser, args: Any, body: dict[str, Any]) -> None:
         hc["CpuShares"] = _int(p, "cpu_shares", args.cpu_shares)
     if args.cpuset_cpus:
         hc["CpusetCpus"] = args.cpuset_cpus
+    if args.cpuset_mems:
+        hc["CpusetMems"] = args.cpuset_mems
+    for dest, key in (
+        ("cpu_period", "CpuPeriod"),
+        ("cpu_quota", "CpuQuota"),
+        ("cpu_rt_period", "CpuRealtimePeriod"),
+        ("cpu_rt_runtime", "CpuRealtimeRuntime"),
+    ):
+        if getattr(args, dest) is not None:
+            hc[key] = _int(p, dest, getattr(args, dest))
+    if args.blkio_weight is not None:
+        from .update import _go_int
+
+        hc["BlkioWeight"] = _go_int(p, "blkio_weight", args.blkio_weight, 16, unsigned=True)
     if args.pids_limit is not None:
         hc["PidsLimit"] = _int(p, "pids_limit", args.pids_limit)
     if args.stop_timeout is not None:

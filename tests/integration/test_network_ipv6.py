@@ -126,6 +126,8 @@ def test_dual_stack_containers(docker, docker_client, names, networks) -> None:
     assert f"{prefix}::2" in ping.stdout
     lookup = docker("exec", client, "nslookup", "-type=AAAA", server, "127.0.0.11")
     assert f"{prefix}::2" in lookup.stdout
+    reverse = docker("exec", client, "nslookup", f"{prefix}::2", "127.0.0.11")
+    assert f"{server}.{net}" in reverse.stdout, reverse.output
     got = docker("exec", client, "sh", "-c", f"nc -w 5 {prefix}::2 7000 </dev/null")
     assert "hello6" in got.stdout, got.stderr
     hosts = docker("exec", client, "cat", "/etc/hosts").stdout

@@ -164,6 +164,9 @@ def test_local_answers() -> None:
     six = local_reply(names, "c", _query("web6", TYPE_AAAA), False, 512)
     assert six is not None and _header(six)[3] == 1
     assert six.endswith(socket.inet_pton(socket.AF_INET6, "fd00::4"))
+    nibbles = ".".join(reversed("fd00" + "0" * 27 + "4"))
+    assert ptr_address(f"{nibbles}.ip6.arpa") == "fd00::4"
+    assert ptr_address("4.0.0.d.f.ip6.arpa") is None
     ptr = local_reply(names, "c", _query("3.0.1.10.in-addr.arpa", TYPE_PTR), False, 512)
     assert ptr is not None and _header(ptr)[3] == 1 and b"\x03web\x05front\x00" in ptr
     assert local_reply(names, "c", _query("4.0.1.10.in-addr.arpa", TYPE_PTR), False, 512) is None

@@ -9,8 +9,8 @@ sandbox and closed at its release (before its namespace is let go: a socket hold
 again for running containers when the daemon restarts (`attach` from the network service's `recover`).
 
 Answers: A records for the names of `names.ContainerNames`, AAAA records for their IPv6 addresses (on
-EnableIPv6 networks; NOERROR without records for AAAA of a name without one, and for MX), PTR for their IPv4
-addresses; anything else goes to the container's
+EnableIPv6 networks; NOERROR without records for AAAA of a name without one, and for MX), PTR for their
+addresses (in-addr.arpa and ip6.arpa); anything else goes to the container's
 forwarders (resolvconf.py), over the protocol it came by, three at most, the next one after a failure, a
 SERVFAIL/REFUSED or a non-authoritative NXDOMAIN (dockerd's rules); a forwarder is asked from the container's
 namespace (its own route out, as dockerd's) or, for the host's loopback resolvers, from the host's. NXDOMAIN
@@ -20,6 +20,7 @@ when there is no forwarder, SERVFAIL when none answered.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import os
 import select
@@ -127,8 +128,13 @@ def answer(packet: bytes, address: str | list[str] | None, rcode: int = 0, limit
 
 
 def ptr_address(name: str) -> str | None:
-    """`5.0.18.172.in-addr.arpa` -> 172.18.0.5; None for any other name."""
+    """`5.0.18.172.in-addr.arpa` -> 172.18.0.5, 32 nibbles `.ip6.arpa` -> the IPv6 address; else None."""
     name = name.rstrip(".").lower()
+    if name.endswith(".ip6.arpa"):
+        nibbles = name[: -len(".ip6.arpa")].split(".")
+        if len(nibbles) != 32 or not all(len(n) == 1 and n in "0123456789abcdef" for n in nibbles):
+            return None
+        return str(ipaddress.IPv6Address(int("".join(reversed(nibbles)), 16)))
     if not name.endswith(PTR_SUFFIX):
         return None
     parts = name[: -len(PTR_SUFFIX)].split(".")

@@ -84,6 +84,6 @@ class ContainerNames:
             for net in self._networks(container_id):
                 for box in self.service.sandboxes.values():
                     for ep in box.endpoints:
-                        if ep.network_id == net.id and ep.address == address:
+                        if ep.network_id == net.id and address in (ep.address, ep.address6):
                             return f"{box.container_name}.{net.name}"
         return None

@@ -39,6 +39,7 @@ from ..images.service import ImageService, NoSuchImage
 from ..images.store import ImageRecord
 from ..linux.inroot import RootDir
 from ..reference import InvalidReference, Reference, parse_reference
+from ..units import go_duration
 from .cache import find_cached
 from .context import BuildContext, ContextError, SourceFile, resolve_sources, source_hash
 from .copying import CopyError, copy_source, make_workdir, parse_chown
@@ -194,31 +195,6 @@ def _go_string(text: str) -> str:
     return "".join(out)
 
 
-def _go_duration(ns: int) -> str:
-    """time.Duration.String()."""
-    if ns == 0:
-        return "0s"
-    sign = "-" if ns < 0 else ""
-    ns = abs(ns)
-    if ns < 1_000_000_000:
-        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
-            if ns >= size:
-                return sign + _trim(ns / size) + unit
-    hours, rest = divmod(ns, 3600 * 10**9)
-    minutes, rest = divmod(rest, 60 * 10**9)
-    seconds = _trim(rest / 10**9)
-    if hours:
-        return f"{sign}{hours}h{minutes}m{seconds}s"
-    if minutes:
-        return f"{sign}{minutes}m{seconds}s"
-    return f"{sign}{seconds}s"
-
-
-def _trim(value: float) -> str:
-    text = f"{value:.9f}".rstrip("0").rstrip(".")
-    return text or "0"
-
-
 def _go_rune(n: int) -> str:
     if 32 <= n < 127:
         ch = chr(n)
@@ -229,9 +205,9 @@ def _go_rune(n: int) -> str:
 def _healthcheck_text(check: dict[str, Any]) -> str:
     fields = [
         _go_list(check.get("Test"), quoted=True),
-        _go_string(_go_duration(check.get("Interval") or 0)),
-        _go_string(_go_duration(check.get("Timeout") or 0)),
-        _go_string(_go_duration(check.get("StartPeriod") or 0)),
+        _go_string(go_duration(check.get("Interval") or 0)),
+        _go_string(go_duration(check.get("Timeout") or 0)),
+        _go_string(go_duration(check.get("StartPeriod") or 0)),
         _go_rune(check.get("Retries") or 0),
     ]
     return "&{" + " ".join(fields) + "}"

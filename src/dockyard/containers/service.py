@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import signal as signals
+import stat
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -49,7 +50,7 @@ from .endpoint_options import EndpointError, validate_net_mode
 from .execs import ExecConfigError, ExecRecord, exec_process, new_exec, start_error_message
 from .health import HealthChecks, HealthConfigError
 from .ids import AmbiguousPrefix, InvalidIdentifier, NoSuchContainer, generate_id
-from .initlayer import make_init_files
+from .initlayer import MTAB_TARGET, make_init_files
 from .links import NOT_DEFAULT_NAME, LinkError, Links, merge_env
 from .names import InvalidName, NameConflict, generate_name, validate_name
 from .networking import ContainerNetworkError, ContainerNetworking, check_port_filters
@@ -1394,7 +1395,8 @@ class ContainerService:
         image's layers. Hard links are counted once, directories not at all, as dockerd's directory.Size."""
         from ..linux.disk import directory_size
 
-        total = directory_size(self.rootfs.dir(c.id) / "upper")
+        upper = self.rootfs.dir(c.id) / "upper"
+        total = directory_size(upper) - _init_link_size(upper)
         image_size = 0
         with contextlib.suppress(ImageError, OSError, AttributeError):
             image_size = int(self.images.get(c.image_id).size)
@@ -1832,3 +1834,23 @@ def _shown_host_config(host_config: dict[str, Any]) -> dict[str, Any]:
 def _resolve(fut: asyncio.Future[int], value: int) -> None:
     if not fut.done():
         fut.set_result(value)
+
+
+def _init_link_size(upper: Path) -> int:
+    """The size of the init layer's /etc/mtab link in the container's upper dir (containers/initlayer):
+    dockerd's init layer lies beneath the container's and is not counted in its SizeRw. Looked up without
+    following links: the container may have made its /etc one."""
+    flags = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        etc = os.open(upper / "etc", flags)
+    except OSError:
+        return 0
+    try:
+        st = os.lstat("mtab", dir_fd=etc)
+        if stat.S_ISLNK(st.st_mode) and os.readlink("mtab", dir_fd=etc) == MTAB_TARGET:
+            return st.st_size
+    except OSError:
+        pass
+    finally:
+        os.close(etc)
+    return 0

@@ -184,7 +184,7 @@ def _verbose_disk_usage(data: dict[str, Any], rows: list[dict[str, Any]]) -> str
     containers = [["CONTAINER ID", "IMAGE", "COMMAND", "LOCAL VOLUMES", "SIZE", "CREATED", "STATUS", "NAMES"]]
     for c in data.get("Containers") or []:
         row = ps_row(c, True)
-        size = human_size(c.get("SizeRw") or 0)
+        size = human_size(c.get("SizeRw") or 0, 3)  # the docker CLI: 3 digits here, as in ps
         keys = ("ID", "Image", "Command", "LocalVolumes")
         containers.append([*(row[k] for k in keys), size, row["RunningFor"], row["Status"], row["Names"]])
     volumes = [["VOLUME NAME", "LINKS", "SIZE"]]

@@ -346,8 +346,9 @@ def test_system_df_as_docker_shows_it(tmp_path: Path, registry) -> None:
         assert "Containers      2         1         301kB     1kB (0%)" in summary, summary
         verbose = cli(DOCKYARD, "system", "df", "-v")
         assert "dfvol         1         5kB" in verbose and "dfa" in verbose, verbose
-        cli("docker", "rm", "-f", "dfa", "dfb")
     finally:
+        # removed even when an assertion failed: a container outlives its daemon's stop
+        run_cli([DOCKYARD, "-H", proc.host, "rm", "-f", "dfa", "dfb"], timeout=60)
         proc.stop()
 
 
